@@ -1,0 +1,170 @@
+"""`echojepa-data`: make the synthetic echo world, validate a dataset download, inspect one file.
+
+Thin: parse, call the library, print. Exit codes: 0 fine, 1 the dataset has problems, 2 usage or
+I/O error (one line on stderr naming the file and the reason). Nothing identifying a patient is ever
+printed: `inspect` shows only `VideoInfo.to_json()` fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from echojepa.data.datasets import READERS, DatasetError
+
+
+def _option(text: str) -> tuple[str, object]:
+    """`KEY=VALUE` with a YAML value (`test_fold=3`, `views=[A4C]`, `split_fractions=[0.7,0.15,0.15]`)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="echojepa-data", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write the synthetic echo world in real dataset layouts")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--preset", choices=("tiny", "demo", "full"), default="demo")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--preview", type=Path, default=None, help="PNG contact sheet of generated clips")
+
+    c = sub.add_parser("check", help="validate a dataset: files, labels, splits, decoding")
+    c.add_argument("--format", required=True, choices=sorted(READERS))
+    c.add_argument("--root", type=Path, required=True)
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("--no-decode", action="store_true", help="skip probing and decoding the files")
+    c.add_argument("--workers", type=int, default=1, help="threads decoding files")
+    c.add_argument("-o", "--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, e.g. -o test_fold=3 -o views=[A4C]")
+
+    i = sub.add_parser("inspect", help="what one video/DICOM holds and what the model will see")
+    i.add_argument("file", type=Path)
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--preview", type=Path, default=None, help="PNG contact sheet of the model's view")
+    i.add_argument("--preview-frames", type=int, default=8)
+    i.add_argument("--preview-size", type=int, default=112)
+    return p
+
+
+def _fail(message: str) -> int:
+    print(f"echojepa-data: {message}", file=sys.stderr)
+    return 2
+
+
+def _synth(args: argparse.Namespace, console: Console) -> int:
+    try:
+        from echojepa.synth import generate
+    except ImportError as e:
+        return _fail(f"EchoSynth is not available: {e}")
+    summary = generate(args.out, args.preset, seed=args.seed, preview=args.preview, progress=True)
+    console.print(f"wrote {escape(str(args.out))} (preset {args.preset}, seed {args.seed})")
+    console.print_json(json.dumps(summary, default=str))
+    return 0
+
+
+def _check(args: argparse.Namespace, console: Console) -> int:
+    from echojepa.data.check import check_dataset
+
+    try:
+        report = check_dataset(args.format, args.root, decode=not args.no_decode, workers=args.workers,
+                               **dict(args.option))
+    except (FileNotFoundError, DatasetError, ValueError, TypeError) as e:
+        return _fail(str(e))
+    if args.json:
+        print(report.dumps())
+        return 0 if report.ok else 1
+
+    counts = Table(title=f"{args.format}: {escape(str(args.root))}")
+    for name in (*report.counts, "excluded", "problems"):
+        counts.add_column(name, justify="right")
+    counts.add_row(*(str(v) for v in report.counts.values()), str(len(report.excluded)),
+                   str(len(report.problems)))
+    console.print(counts)
+    if report.label_stats:
+        labels = Table(title="labels")
+        for name in ("label", "n", "mean", "std", "min", "max"):
+            labels.add_column(name, justify="right")
+        for name, s in report.label_stats.items():
+            labels.add_row(name, str(s.n), f"{s.mean:.2f}", f"{s.std:.2f}", f"{s.min:.2f}", f"{s.max:.2f}")
+        console.print(labels)
+    for name, classes in report.class_counts.items():
+        console.print(f"{escape(name)}: " + ", ".join(f"{escape(k)}={v}" for k, v in classes.items()))
+    for file, reason in report.problems:
+        console.print(f"[red]BAD[/red] {escape(file)}: {escape(reason)}", soft_wrap=True)
+    console.print("[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]")
+    return 0 if report.ok else 1
+
+
+def write_preview(path: Path, out: Path, *, frames: int = 8, size: int = 112) -> Path:
+    """A PNG contact sheet of what the model sees: evenly spaced frames, cropped, masked, resized."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never needs a display
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    from echojepa.io import probe, read_video
+
+    info = probe(path)
+    indices = np.unique(np.linspace(0, max(info.frames - 1, 0), frames).round().astype(int))
+    video = read_video(path, indices, allow_non_cine=True, estimate_mask=True)
+    clip = video.frames  # [T, H, W, 3] uint8
+    if video.mask is not None:
+        clip = clip * video.mask[None, :, :, None].astype(clip.dtype)
+    fig, axes = plt.subplots(1, len(clip), figsize=(1.5 * len(clip), 1.8), squeeze=False)
+    for ax, frame, index in zip(axes[0], clip, video.frame_indices):
+        ax.imshow(np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR)))
+        ax.set_title(f"frame {int(index)}", fontsize=7)
+        ax.axis("off")
+    fig.suptitle(f"{info.kind}, {info.fps:.1f} fps, {size} px", fontsize=8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _inspect(args: argparse.Namespace, console: Console) -> int:
+    from echojepa.io import probe
+    from echojepa.io.types import VideoReadError
+
+    if not args.file.is_file():
+        return _fail(f"{args.file}: file not found")
+    try:
+        info = probe(args.file)
+        if args.preview is not None:
+            write_preview(args.file, args.preview, frames=args.preview_frames, size=args.preview_size)
+    except (VideoReadError, ValueError) as e:
+        return _fail(str(e))
+    if args.json:
+        print(json.dumps(info.to_json()))
+        return 0
+    table = Table(title=escape(str(args.file)), show_header=False)
+    for key, value in info.to_json().items():
+        table.add_row(key, escape(str(value)))
+    table.add_row("fps_source", info.fps_source)
+    console.print(table)
+    if args.preview is not None:
+        console.print(f"preview: {escape(str(args.preview))}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False)
+    return {"synth": _synth, "check": _check, "inspect": _inspect}[args.command](args, console)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The pretraining DataModule from the `data` config group (and the synthetic world on first use)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from echojepa.data.datamodules import VideoDataModule
+
+log = logging.getLogger(__name__)
+
+
+def ensure_synthetic(data_cfg: dict[str, Any]) -> None:
+    """Write the EchoSynth world that `data.root` points into, when the config asks for one."""
+    synth = data_cfg.get("synth")
+    root = Path(data_cfg["root"])
+    if not synth or root.exists():
+        return
+    from echojepa.synth import generate
+
+    world = root.parent
+    log.info("writing the synthetic echo world (preset %s, seed %s) to %s", synth["preset"], synth["seed"], world)
+    generate(world, synth["preset"], seed=synth["seed"])
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: the synthetic world was written but this dataset folder is missing")
+
+
+def build_datamodule(cfg: dict[str, Any]) -> VideoDataModule:
+    data = cfg["data"]
+    ensure_synthetic(data)
+    norm = data.get("normalization", {})
+    kwargs: dict[str, Any] = {}
+    if norm:
+        kwargs.update(mean=norm["mean"], std=norm["std"])
+    return VideoDataModule(
+        format=data["format"],
+        root=data["root"],
+        reader_options=data.get("reader") or {},
+        spec=data["clip"],
+        size=data["img_size"],
+        batch_size=data["batch_size"],
+        num_workers=data.get("num_workers", 0),
+        seed=cfg.get("seed", 0),
+        train_splits=tuple(data.get("splits", ["train"])),
+        val_splits=(),
+        scale=tuple(data.get("crop_scale", (0.5, 1.0))),
+        ratio=tuple(data.get("crop_ratio", (0.9, 1.1))),
+        **kwargs,
+    )

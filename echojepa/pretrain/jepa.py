@@ -1,0 +1,127 @@
+"""EchoJEPA pretraining: predict the EMA target encoder's features of masked tokens from the rest.
+
+    video [B, C, T, H, W]
+      -> target encoder (EMA, no grad) on all tokens -> LayerNorm (no affine)   h   [B, N, D]
+      for each mask group (context idx [B, Nc], target idx [B, Nt]):
+      -> context encoder on the context tokens only                              z   [B, Nc, D]
+      -> predictor(z, context idx, target idx)                                   p   [B, Nt, D]
+      -> L1(p, h[target idx]), averaged over groups
+    after every optimizer step: target <- m * target + (1 - m) * encoder
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from echojepa.masks import MaskGroupConfig, MultiBlockMaskGenerator
+from echojepa.models.predictor import Predictor
+from echojepa.pretrain.base import PretrainModule
+from echojepa.pretrain.ema import ema_update, make_target, momentum_at
+from echojepa.pretrain.flops import encoder_forward_flops, transformer_forward_flops
+from echojepa.pretrain.monitor import effective_rank, feature_spread
+
+
+def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x [B, N, D], index [B, K] -> [B, K, D]."""
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+class EchoJEPA(PretrainModule):
+    def __init__(
+        self,
+        encoder: dict,
+        predictor: dict,
+        masks: list[dict],
+        img_size: int,
+        num_frames: int,
+        optim: dict | None = None,
+        schedule: dict | None = None,
+        ema: dict | None = None,
+        monitor_every: int = 50,
+        compile: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(encoder, img_size, num_frames, optim, schedule, compile, seed)
+        self.save_hyperparameters()
+        self.predictor = Predictor(embed_dim=self.encoder.embed_dim, **predictor)
+        self.target_encoder = make_target(self.encoder)
+        ema = {"start": 0.99925, "end": 0.99925, "ramp_steps": 0, **(ema or {})}
+        self.ema_cfg = ema
+        self.monitor_every = monitor_every
+        self.mask_generator = MultiBlockMaskGenerator(
+            self.grid_size, [MaskGroupConfig(**g) for g in masks], seed=seed
+        )
+        self._last_ema_step = -1
+        self._flops_per_sample: float | None = None
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [self.encoder, self.predictor]
+
+    def shard_units(self) -> list[nn.Module]:
+        # The target is sharded exactly like the context encoder so EMA updates stay shard-local.
+        return [self.encoder, self.target_encoder, self.predictor]
+
+    def momentum(self) -> float:
+        return momentum_at(self.global_step, self.ema_cfg["ramp_steps"], self.ema_cfg["start"], self.ema_cfg["end"])
+
+    # ----- the objective --------------------------------------------------------------------------
+    def jepa_loss(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+        B = video.shape[0]
+        groups = self.mask_generator(B)
+        groups = [(c.to(video.device), t.to(video.device)) for c, t in groups]
+        with torch.no_grad():
+            h = self.target_encoder(video)  # [B, N, D]
+            h = F.layer_norm(h, (h.shape[-1],))
+        losses = []
+        for ctx_idx, tgt_idx in groups:
+            z = self.encoder(video, keep=ctx_idx)  # [B, Nc, D]
+            p = self.predictor(z, ctx_idx, tgt_idx, grid_size=self.grid_size)  # [B, Nt, D]
+            losses.append((p - gather_tokens(h, tgt_idx)).abs().mean())
+        return torch.stack(losses).mean(), h, groups
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        video = batch["video"]  # [B, C, T, H, W]
+        loss, h, groups = self.jepa_loss(video)
+        if self._flops_per_sample is None:
+            self._flops_per_sample = self.flops_per_sample(groups)
+        self.log_common(loss, video.shape[0], self._flops_per_sample)
+        self.log("train/momentum", self.momentum(), on_step=True, on_epoch=False)
+        if self.monitor_every and self.global_step % self.monitor_every == 0:
+            self.log("monitor/target_spread", feature_spread(h), on_step=True, on_epoch=False)
+            self.log("monitor/target_erank", effective_rank(h), on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Once per optimizer step, after it: global_step only advances when the optimizer stepped,
+        # so gradient accumulation never updates the target twice (or before the step).
+        if self.global_step != self._last_ema_step and self.global_step > 0:
+            ema_update(self.target_encoder, self.encoder, self.momentum())
+            self._last_ema_step = self.global_step
+
+    # ----- bookkeeping ----------------------------------------------------------------------------
+    def flops_per_sample(self, groups: list) -> float:
+        """Target forward on all tokens + per group: context encoder and predictor forward+backward."""
+        dim, depth, hidden = self.encoder_dims()
+        pred_dim = self.predictor.predictor_embed.out_features
+        pred_depth = len(self.predictor.predictor_blocks)
+        pred_hidden = self.predictor.predictor_blocks[0].mlp.fc1.out_features
+        n = self.num_tokens
+        total = encoder_forward_flops(n, dim, depth, hidden, self.patch_dim)
+        for ctx_idx, tgt_idx in groups:
+            nc, nt = ctx_idx.shape[1], tgt_idx.shape[1]
+            total += 3 * encoder_forward_flops(nc, dim, depth, hidden, self.patch_dim)
+            total += 3 * transformer_forward_flops(nc + nt, pred_dim, pred_depth, pred_hidden)
+        return total
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mask_generator"] = self.mask_generator.state_dict()
+        checkpoint["last_ema_step"] = self._last_ema_step
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "mask_generator" in checkpoint:
+            self.mask_generator.load_state_dict(checkpoint["mask_generator"])
+        self._last_ema_step = checkpoint.get("last_ema_step", -1)

@@ -1,0 +1,106 @@
+"""One pretraining run from a plain config dict: data -> module -> Lightning fit -> checkpoints.
+
+Used by `echojepa-train` (Hydra) and by the demo pipeline (no Hydra).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from echojepa.config import config_hash
+from echojepa.models.checkpoint import (
+    export_reference_checkpoint,
+    import_reference_encoder,
+    import_reference_predictor,
+)
+from echojepa.pretrain.build import build_logger, build_module, build_trainer
+from echojepa.pretrain.data import build_datamodule
+
+log = logging.getLogger(__name__)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:250]  # MLflow truncates longer values anyway
+    return out
+
+
+class Throughput(L.Callback):
+    """Clips/s over the run (after the first step, which pays for warm-up)."""
+
+    def __init__(self) -> None:
+        self.t0: float | None = None
+        self.clips = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+            return
+        self.clips += batch["video"].shape[0] * trainer.world_size
+
+    def clips_per_s(self) -> float:
+        if self.t0 is None or self.clips == 0:
+            return float("nan")
+        return self.clips / (time.perf_counter() - self.t0)
+
+
+def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Run pretraining; returns a summary (also written to run_dir/summary.json on rank 0)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.get("seed", 0), workers=True)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    if cfg.get("init_from"):
+        allow = bool(cfg.get("init_allow_partial", False))
+        import_reference_encoder(cfg["init_from"], module.encoder, which="encoder", allow_partial=allow)
+        if hasattr(module, "target_encoder"):
+            import_reference_encoder(cfg["init_from"], module.target_encoder, which="target_encoder", allow_partial=allow)
+            import_reference_predictor(cfg["init_from"], module.predictor, allow_partial=allow)
+    run_name = cfg.get("run_name") or cfg["objective"]["name"]
+    logger = build_logger(cfg, run_dir, run_name)
+    if logger:
+        logger.log_hyperparams(_flatten({**cfg, "config_hash": config_hash(cfg)}))
+    throughput = Throughput()
+    trainer = build_trainer(cfg, run_dir, logger, extra_callbacks=[throughput])
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    elapsed = time.perf_counter() - t0
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    summary = {
+        "objective": cfg["objective"]["name"],
+        "model": cfg["model"].get("name"),
+        "steps": trainer.global_step,
+        "elapsed_s": round(elapsed, 2),
+        "clips_per_s": throughput.clips_per_s(),
+        "gflops_per_step": metrics.get("train/gflops_per_step"),
+        "final_loss": metrics.get("train/loss_epoch", metrics.get("train/loss_step")),
+        "config_hash": config_hash(cfg),
+        "run_dir": str(run_dir),
+    }
+    if trainer.is_global_zero:
+        if cfg.get("export_reference", True):
+            ref = run_dir / "reference.pt"
+            export_reference_checkpoint(
+                ref,
+                module.encoder,
+                getattr(module, "predictor", None),
+                getattr(module, "target_encoder", module.encoder),
+                epoch=trainer.current_epoch,
+                extra={"objective": cfg["objective"]["name"], "itr": trainer.global_step},
+            )
+            summary["reference_checkpoint"] = str(ref)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

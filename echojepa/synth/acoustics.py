@@ -1,0 +1,248 @@
+"""From reflectivity to a B-mode image: speckle, PSF, attenuation, noise, log compression, scan conversion.
+
+All rendering happens on a small polar grid (r, theta) with the transducer at the apex; one
+precomputed bilinear map then scan-converts every frame to Cartesian pixels (zero outside the cone).
+
+Speckle model: complex Gaussian scatterers times sqrt(reflectivity), blurred by an anisotropic
+Gaussian PSF (short axially; constant in angle, so its lateral width in cm grows with depth),
+magnitude = Rayleigh envelope. The scatterers are part fixed in the tissue (sampled at each
+sample's end-diastolic "material" position, so speckle moves with the wall) and part an AR(1)
+process in time (partial decorrelation between frames).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import correlate1d
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Scanner settings of one video (drawn per video from a SiteConfig)."""
+
+    depth_cm: float
+    sector_deg: float
+    angle_deg: float  # probe rotation about the apex (anatomy -> view)
+    offset_x_cm: float
+    offset_y_cm: float
+    gain_db: float
+    dynamic_range_db: float
+    noise_db: float
+    freq_mhz: float
+    attenuation_db_cm_mhz: float
+    tgc_residual_db_cm: float
+    psf_axial_cm: float
+    psf_lateral_deg: float
+    speckle_static: float
+    speckle_ar: float
+    gamma: float
+    clutter: float
+    fps: float
+    white_level_db: float = 6.0  # amplitude (re myocardium) that maps to full white at 0 dB gain
+
+
+@dataclass(frozen=True)
+class PolarGrid:
+    """Sample centres r_k = (k + 0.5) dr, theta_m = -half + (m + 0.5) dtheta."""
+
+    n_r: int
+    n_theta: int
+    depth_cm: float
+    sector_deg: float
+
+    @property
+    def dr(self) -> float:
+        return self.depth_cm / self.n_r
+
+    @property
+    def dtheta(self) -> float:
+        return np.deg2rad(self.sector_deg) / self.n_theta
+
+    @property
+    def r(self) -> np.ndarray:
+        return (np.arange(self.n_r) + 0.5) * self.dr
+
+    @property
+    def theta(self) -> np.ndarray:
+        return -np.deg2rad(self.sector_deg) / 2 + (np.arange(self.n_theta) + 0.5) * self.dtheta
+
+    def view_xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sample positions in the view frame (cm; x right, y depth), each [n_r, n_theta]."""
+        r, th = np.meshgrid(self.r, self.theta, indexing="ij")
+        return r * np.sin(th), r * np.cos(th)
+
+
+def view_to_anatomy(x: np.ndarray, y: np.ndarray, acq: Acquisition) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse probe pose: view = R(angle) @ anatomy + offset."""
+    a = np.deg2rad(acq.angle_deg)
+    dx, dy = x - acq.offset_x_cm, y - acq.offset_y_cm
+    return np.cos(a) * dx + np.sin(a) * dy, -np.sin(a) * dx + np.cos(a) * dy
+
+
+def anatomy_to_view(points: np.ndarray, acq: Acquisition) -> np.ndarray:
+    """Points [..., 2] in the anatomy frame -> view frame (cm)."""
+    a = np.deg2rad(acq.angle_deg)
+    x, y = points[..., 0], points[..., 1]
+    return np.stack(
+        [np.cos(a) * x - np.sin(a) * y + acq.offset_x_cm, np.sin(a) * x + np.cos(a) * y + acq.offset_y_cm], -1
+    )
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Where the cone sits in the output image: apex pixel (col, row) and cm per pixel (square)."""
+
+    height: int
+    width: int
+    apex_col: float
+    apex_row: float
+    spacing_cm: float
+
+    def to_pixels(self, view_points: np.ndarray) -> np.ndarray:
+        """View-frame cm [..., 2] -> pixel coordinates (x = column, y = row; pixel centres at integers)."""
+        return np.stack(
+            [self.apex_col + view_points[..., 0] / self.spacing_cm, self.apex_row + view_points[..., 1] / self.spacing_cm],
+            -1,
+        )
+
+    def cone_box(self, grid: PolarGrid) -> tuple[int, int, int, int]:
+        """Half-open pixel box (x0, y0, x1, y1) around the cone, clipped to the image."""
+        half = np.deg2rad(grid.sector_deg) / 2
+        half_w = grid.depth_cm * np.sin(half) / self.spacing_cm
+        x0 = max(0, int(np.floor(self.apex_col - half_w)))
+        x1 = min(self.width, int(np.ceil(self.apex_col + half_w)) + 1)
+        y0 = max(0, int(np.floor(self.apex_row)))
+        y1 = min(self.height, int(np.ceil(self.apex_row + grid.depth_cm / self.spacing_cm)) + 1)
+        return x0, y0, x1, y1
+
+
+def full_frame_geometry(height: int, width: int, depth_cm: float) -> FrameGeometry:
+    """EchoNet-style framing: apex at the top centre, full depth to the bottom row, sides clipped."""
+    return FrameGeometry(height, width, (width - 1) / 2, 0.0, depth_cm / height)
+
+
+def boxed_geometry(height: int, width: int, box: tuple[int, int, int, int], grid: PolarGrid) -> FrameGeometry:
+    """Fit the whole cone inside the pixel box (x0, y0, x1, y1), apex at the top centre of the box."""
+    x0, y0, x1, y1 = box
+    half = np.deg2rad(grid.sector_deg) / 2
+    spacing = max(grid.depth_cm / (y1 - y0 - 1), 2 * grid.depth_cm * np.sin(half) / (x1 - x0 - 1))
+    return FrameGeometry(height, width, (x0 + x1 - 1) / 2, float(y0), spacing)
+
+
+def polar_grid_for(geom: FrameGeometry, depth_cm: float, sector_deg: float, r_per_px: float,
+                   theta_per_px: float) -> PolarGrid:
+    """A polar grid about as fine as the output pixels (finer would only cost time)."""
+    depth_px = depth_cm / geom.spacing_cm
+    arc_px = depth_px * np.deg2rad(sector_deg)
+    return PolarGrid(max(8, round(depth_px * r_per_px)), max(8, round(arc_px * theta_per_px)), depth_cm, sector_deg)
+
+
+class ScanConverter:
+    """Bilinear polar -> Cartesian resampling with a precomputed index map."""
+
+    def __init__(self, grid: PolarGrid, geom: FrameGeometry) -> None:
+        rows, cols = np.mgrid[0 : geom.height, 0 : geom.width].astype(np.float64)
+        x = (cols - geom.apex_col) * geom.spacing_cm
+        y = (rows - geom.apex_row) * geom.spacing_cm
+        r = np.hypot(x, y)
+        th = np.arctan2(x, y)
+        half = np.deg2rad(grid.sector_deg) / 2
+        self.inside = (r <= grid.depth_cm) & (np.abs(th) <= half) & (y >= 0)  # [H, W]
+        fr = np.clip(r / grid.dr - 0.5, 0, grid.n_r - 1)
+        ft = np.clip((th + half) / grid.dtheta - 0.5, 0, grid.n_theta - 1)
+        r0 = np.minimum(np.floor(fr).astype(np.int64), grid.n_r - 2)
+        t0 = np.minimum(np.floor(ft).astype(np.int64), grid.n_theta - 2)
+        wr, wt = fr - r0, ft - t0
+        sel = self.inside.ravel()
+        base = (r0 * grid.n_theta + t0).ravel()[sel]
+        self._idx = np.stack([base, base + 1, base + grid.n_theta, base + grid.n_theta + 1])  # [4, Q]
+        wr, wt = wr.ravel()[sel], wt.ravel()[sel]
+        self._w = np.stack([(1 - wr) * (1 - wt), (1 - wr) * wt, wr * (1 - wt), wr * wt]).astype(np.float32)
+        self._sel = np.flatnonzero(sel)
+        self.shape = (geom.height, geom.width)
+
+    def __call__(self, polar: np.ndarray) -> np.ndarray:
+        """[T, n_r, n_theta] -> [T, H, W] float32, zero outside the cone."""
+        t = polar.shape[0]
+        flat = polar.reshape(t, -1)
+        vals = sum(flat[:, self._idx[k]] * self._w[k] for k in range(4))  # [T, Q]
+        out = np.zeros((t, self.shape[0] * self.shape[1]), dtype=np.float32)
+        out[:, self._sel] = vals
+        return out.reshape(t, *self.shape)
+
+
+def _gauss_kernel(sigma: float) -> np.ndarray:
+    if sigma < 1e-3:
+        return np.ones(1, dtype=np.float32)
+    radius = max(1, int(3.0 * sigma + 0.5))
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+def psf_kernels(grid: PolarGrid, acq: Acquisition) -> tuple[np.ndarray, np.ndarray]:
+    """Axial and lateral 1D kernels in polar samples, scaled so white noise keeps unit variance."""
+    ka = _gauss_kernel(acq.psf_axial_cm / grid.dr)
+    kl = _gauss_kernel(np.deg2rad(acq.psf_lateral_deg) / grid.dtheta)
+    return ka / np.sqrt((ka**2).sum()), kl / np.sqrt((kl**2).sum())
+
+
+def scatterers(
+    rng: np.random.Generator, material_x: np.ndarray, material_y: np.ndarray, cell_cm: float,
+    static: float, ar: float,
+) -> np.ndarray:
+    """Unit-variance complex scatterer field [T, P, 2] (real, imag).
+
+    `static` of the power comes from a white field fixed in the tissue, looked up (nearest cell) at
+    each sample's material position; the rest is an AR(1) process over frames with coefficient `ar`.
+    Frame-to-frame correlation of still tissue is about static + (1 - static) * ar.
+    """
+    t, p = material_x.shape
+    x0, y0 = float(material_x.min()), float(material_y.min())
+    ix = ((material_x - x0) / cell_cm).astype(np.int64)
+    iy = ((material_y - y0) / cell_cm).astype(np.int64)
+    nx, ny = int(ix.max()) + 1, int(iy.max()) + 1
+    tissue = rng.standard_normal((ny * nx, 2), dtype=np.float32) * np.float32(np.sqrt(0.5))
+    fixed = tissue[iy * nx + ix]  # [T, P, 2]
+    fresh = rng.standard_normal((t, p, 2), dtype=np.float32) * np.float32(np.sqrt(0.5))
+    a, b = np.float32(ar), np.float32(np.sqrt(1 - ar**2))
+    for k in range(1, t):
+        fresh[k] = a * fresh[k - 1] + b * fresh[k]
+    return np.float32(np.sqrt(static)) * fixed + np.float32(np.sqrt(1 - static)) * fresh
+
+
+def envelope(
+    reflectivity: np.ndarray, scat: np.ndarray, grid: PolarGrid, acq: Acquisition, rng: np.random.Generator
+) -> np.ndarray:
+    """Echo amplitude [T, n_r, n_theta] (before log compression).
+
+    reflectivity [T, n_r, n_theta] (power, myocardium = 1); scat [T, n_r * n_theta, 2].
+    """
+    t = reflectivity.shape[0]
+    r = grid.r.astype(np.float32)[None, :, None]  # [1, R, 1]
+    refl = reflectivity + np.float32(acq.clutter) * np.exp(-r / np.float32(2.0))  # near-field haze
+    field = scat.reshape(t, grid.n_r, grid.n_theta, 2) * np.sqrt(refl)[..., None]
+    ka, kl = psf_kernels(grid, acq)
+    if ka.size > 1:
+        field = correlate1d(field, ka, axis=1, mode="reflect")
+    if kl.size > 1:
+        field = correlate1d(field, kl, axis=2, mode="reflect")
+    # TGC undoes the round-trip attenuation except a residual; it also amplifies receiver noise
+    field *= (10.0 ** (-acq.tgc_residual_db_cm * r / 20.0)).astype(np.float32)[..., None]
+    tgc_db = 2.0 * acq.attenuation_db_cm_mhz * acq.freq_mhz * (r - grid.depth_cm)
+    noise_amp = (10.0 ** ((acq.noise_db + tgc_db) / 20.0)).astype(np.float32) * np.float32(np.sqrt(0.5))
+    field += rng.standard_normal(field.shape, dtype=np.float32) * noise_amp[..., None]
+    return np.sqrt(field[..., 0] ** 2 + field[..., 1] ** 2)
+
+
+def log_compress(amplitude: np.ndarray, acq: Acquisition) -> np.ndarray:
+    """B = clip((20 log10(A / A_ref) + DR) / DR, 0, 1) ** gamma, A_ref set by white level and gain."""
+    a_ref = 10.0 ** ((acq.white_level_db - acq.gain_db) / 20.0)
+    db = 20.0 * np.log10(np.maximum(amplitude, 1e-12) / a_ref)
+    b = np.clip((db + acq.dynamic_range_db) / acq.dynamic_range_db, 0.0, 1.0)
+    return (b**acq.gamma).astype(np.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
