@@ -34,7 +34,8 @@ class MaskGroupConfig:
     num_blocks: int
 
     def __post_init__(self) -> None:
-        lo, hi = self.aspect_ratio
+        lo, hi = (float(a) for a in self.aspect_ratio)  # YAML gives a list; keep the config hashable
+        object.__setattr__(self, "aspect_ratio", (lo, hi))
         if not (0 < self.spatial_scale <= 1 and 0 < self.temporal_scale <= 1):
             raise ValueError(f"mask scales must lie in (0, 1], got {self}")
         if not 0 < lo <= hi or self.num_blocks < 1:

@@ -508,7 +508,7 @@ def write_dicom(
     if multi:
         ds.NumberOfFrames = n
     if fps is not None and frame_time_tag:
-        ds.FrameTime = f"{1000.0 / fps:.6g}"
+        ds.FrameTime = f"{1000.0 / fps:.10g}"
         if multi:
             ds.FrameIncrementPointer = pydicom.tag.Tag("FrameTime")
     if fps is not None and cine_rate_tag:

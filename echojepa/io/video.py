@@ -101,9 +101,12 @@ def validate_indices(path: str, indices: Sequence[int] | None, frames: int) -> n
     """Requested indices as an int64 array (all frames when None); out-of-range -> VideoReadError."""
     if indices is None:
         return np.arange(frames, dtype=np.int64)
-    arr = np.asarray(list(indices), dtype=np.int64)
-    if arr.ndim != 1 or arr.size == 0:
+    raw = np.asarray(indices)
+    if raw.ndim != 1 or raw.size == 0:
         raise VideoReadError(path, "frame_indices must be a non-empty 1-D sequence")
+    if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(raw == np.round(raw))):
+        raise VideoReadError(path, f"frame_indices must be integers, got dtype {raw.dtype}")
+    arr = raw.astype(np.int64)
     bad = arr[(arr < 0) | (arr >= frames)]
     if bad.size:
         raise VideoReadError(path, f"frame indices {bad[:5].tolist()} out of range [0, {frames})")

@@ -93,13 +93,16 @@ def _prefixed_state(model: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor
 def export_reference_checkpoint(
     path: str | os.PathLike[str],
     encoder: nn.Module | Mapping[str, Tensor],
-    predictor: nn.Module | Mapping[str, Tensor],
+    predictor: nn.Module | Mapping[str, Tensor] | None,
     target_encoder: nn.Module | Mapping[str, Tensor],
     *,
     epoch: int,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the released layout (keys under ``module.backbone.``) atomically.
+
+    ``predictor=None`` (e.g. an MAE run) leaves the ``predictor`` entry out, so importing a predictor from
+    the file fails loudly instead of loading nothing.
 
     ``extra`` adds other top-level entries (``opt``, ``scaler``, ``loss``, ``lr``, ``itr`` ...); they must
     be weights-only loadable (tensors, numbers, strings, containers) and may not shadow model entries.
@@ -108,13 +111,10 @@ def export_reference_checkpoint(
     clash = sorted(set(extra) & {*MODEL_KEYS, "epoch"})
     if clash:
         raise ValueError(f"extra entries {clash} would overwrite the model entries of {path}")
-    ckpt = {
-        "encoder": _prefixed_state(encoder),
-        "predictor": _prefixed_state(predictor),
-        "target_encoder": _prefixed_state(target_encoder),
-        "epoch": int(epoch),
-        **extra,
-    }
+    ckpt: dict[str, Any] = {"encoder": _prefixed_state(encoder)}
+    if predictor is not None:
+        ckpt["predictor"] = _prefixed_state(predictor)
+    ckpt |= {"target_encoder": _prefixed_state(target_encoder), "epoch": int(epoch), **extra}
     atomic_torch_save(ckpt, path)
 
 

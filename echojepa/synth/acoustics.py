@@ -221,7 +221,7 @@ def envelope(
     """
     t = reflectivity.shape[0]
     r = grid.r.astype(np.float32)[None, :, None]  # [1, R, 1]
-    refl = reflectivity + np.float32(acq.clutter) * np.exp(-r / np.float32(2.0))  # near-field haze
+    refl = reflectivity + np.float32(acq.clutter) * np.exp(-r / np.float32(1.5))  # near-field haze
     field = scat.reshape(t, grid.n_r, grid.n_theta, 2) * np.sqrt(refl)[..., None]
     ka, kl = psf_kernels(grid, acq)
     if ka.size > 1:

@@ -28,10 +28,10 @@ N_DISKS = 20
 
 # View templates: LV apex position (cm at heart size 1) and long-axis direction (apex -> base).
 _APICAL_LAYOUT = {
-    "A4C": {"apex": (0.6, 2.0), "axis": (-0.12, 1.0), "rv": True, "aorta": None, "liver": False},
+    "A4C": {"apex": (0.3, 2.0), "axis": (0.12, 1.0), "rv": True, "aorta": None, "liver": False},
     "A2C": {"apex": (0.3, 2.0), "axis": (0.05, 1.0), "rv": False, "aorta": None, "liver": False},
     "A3C": {"apex": (0.3, 2.0), "axis": (0.1, 1.0), "rv": False, "aorta": "lateral", "liver": False},
-    "A5C": {"apex": (0.6, 2.0), "axis": (-0.12, 1.0), "rv": True, "aorta": "central", "liver": False},
+    "A5C": {"apex": (0.3, 2.0), "axis": (0.12, 1.0), "rv": True, "aorta": "central", "liver": False},
     "Subcostal": {"apex": (5.0, 12.0), "axis": (-1.0, -0.6), "rv": True, "aorta": None, "liver": True},
 }
 _PLAX_APEX, _PLAX_AXIS = (-6.0, 7.8), (1.0, -0.1)
@@ -147,48 +147,74 @@ def _normal(e: np.ndarray) -> np.ndarray:
 
 
 class _Canvas:
-    """Painter's algorithm on [T, P] sample grids: later shapes cover earlier ones."""
+    """Painter's algorithm on [T, P] sample grids: later shapes cover earlier ones.
+
+    Shapes are evaluated only on the samples inside their bounding box (over all frames): a
+    shape's `Patch` holds those sample indices and local coordinates [T, Q].
+    """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, n_frames: int, base: np.ndarray) -> None:
-        self.x = x.astype(np.float32)[None, :]  # [1, P]
-        self.y = y.astype(np.float32)[None, :]
+        self.x = x.astype(np.float32)  # [P]
+        self.y = y.astype(np.float32)
         self.refl = np.repeat(base.astype(np.float32)[None, :], n_frames, axis=0)  # [T, P]
         self.labels = np.zeros(self.refl.shape, dtype=np.uint8)
         self.t = n_frames
 
-    def local(self, centre: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Coordinates along e and along its normal, relative to per-frame centres [T, 2]."""
-        c = np.broadcast_to(np.asarray(centre, dtype=np.float32), (self.t, 2))
-        dx = self.x - c[:, :1]
-        dy = self.y - c[:, 1:]
-        return dx * np.float32(e[0]) + dy * np.float32(e[1]), dx * np.float32(e[1]) - dy * np.float32(e[0])
+    def select(self, centres: np.ndarray, extent: float) -> np.ndarray:
+        """Indices of samples within `extent` cm (box) of any of the points [.., 2]."""
+        c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+        lo, hi = c.min(0) - extent, c.max(0) + extent
+        return np.flatnonzero((self.x >= lo[0]) & (self.x <= hi[0]) & (self.y >= lo[1]) & (self.y <= hi[1]))
 
-    def paint(self, mask: np.ndarray, value: float | np.ndarray, label: int) -> None:
-        np.putmask(self.refl, mask, np.broadcast_to(np.float32(value), self.refl.shape))
-        self.labels[mask] = label
+    def local(self, centre: np.ndarray, e: np.ndarray, extent: float) -> _Patch:
+        """Coordinates along e and along its normal relative to per-frame centres [T, 2] (or [2])."""
+        c = np.broadcast_to(np.asarray(centre, dtype=np.float64), (self.t, 2))
+        idx = self.select(c, extent)
+        dx = self.x[idx][None, :] - c[:, :1].astype(np.float32)
+        dy = self.y[idx][None, :] - c[:, 1:].astype(np.float32)
+        ex, ey = np.float32(e[0]), np.float32(e[1])
+        return _Patch(idx, dx * ex + dy * ey, dx * ey - dy * ex)
+
+    def paint(self, idx: np.ndarray, mask: np.ndarray, value: float | np.ndarray, label: int) -> None:
+        """Set samples idx where mask [T, Q] to value (scalar or per-sample [P]) and label."""
+        if idx.size == 0:
+            return
+        vals = np.float32(value) if np.ndim(value) == 0 else np.asarray(value, dtype=np.float32)[idx][None, :]
+        self.refl[:, idx] = np.where(mask, vals, self.refl[:, idx])
+        lab = self.labels[:, idx]
+        lab[mask] = label
+        self.labels[:, idx] = lab
+
+
+@dataclass
+class _Patch:
+    idx: np.ndarray  # [Q] sample indices
+    u: np.ndarray  # [T, Q] along the axis
+    v: np.ndarray  # [T, Q] across it
 
 
 def _col(a: np.ndarray | float, t: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(a, dtype=np.float32).reshape(-1, 1), (t, 1))
 
 
-def _ellipse(u: np.ndarray, v: np.ndarray, a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    t = u.shape[0]
-    return (u / _col(a, t)) ** 2 + (v / _col(b, t)) ** 2 <= 1.0
+def _ellipse(p: _Patch, a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    t = p.u.shape[0]
+    return (p.u / _col(a, t)) ** 2 + (p.v / _col(b, t)) ** 2 <= 1.0
 
 
-def _half_ellipse(u: np.ndarray, v: np.ndarray, a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    return _ellipse(u, v, a, b) & (u <= 0)
+def _half_ellipse(p: _Patch, a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    return _ellipse(p, a, b) & (p.u <= 0)
 
 
-def _segment(cv: _Canvas, p0: np.ndarray, p1: np.ndarray, half_width: float) -> np.ndarray:
-    """Samples within half_width of the segments p0 -> p1 (each [T, 2])."""
-    d = p1 - p0  # [T, 2]
-    dd = np.maximum((d**2).sum(1, keepdims=True), 1e-9).astype(np.float32)
-    px = cv.x - p0[:, :1].astype(np.float32)
-    py = cv.y - p0[:, 1:].astype(np.float32)
+def _segment(cv: _Canvas, p0: np.ndarray, p1: np.ndarray, half_width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, mask [T, Q]) of samples within half_width of the segments p0 -> p1 (each [T, 2])."""
+    idx = cv.select(np.concatenate([p0, p1]), half_width)
+    d = (p1 - p0).astype(np.float32)  # [T, 2]
+    dd = np.maximum((d**2).sum(1, keepdims=True), 1e-9)
+    px = cv.x[idx][None, :] - p0[:, :1].astype(np.float32)
+    py = cv.y[idx][None, :] - p0[:, 1:].astype(np.float32)
     s = np.clip((px * d[:, :1] + py * d[:, 1:]) / dd, 0.0, 1.0)
-    return (px - s * d[:, :1]) ** 2 + (py - s * d[:, 1:]) ** 2 <= half_width**2
+    return idx, (px - s * d[:, :1]) ** 2 + (py - s * d[:, 1:]) ** 2 <= half_width**2
 
 
 def _rotate(e: np.ndarray, deg: np.ndarray | float) -> np.ndarray:
@@ -200,7 +226,7 @@ def _rotate(e: np.ndarray, deg: np.ndarray | float) -> np.ndarray:
 def _leaflets(
     cv: _Canvas, hinge: np.ndarray, closed_dir: np.ndarray, open_dir: np.ndarray, length: float,
     opening: np.ndarray, half_width: float,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """A valve leaflet swinging from its closed to its open direction with `opening` [T]."""
     ang_c = np.arctan2(closed_dir[1], closed_dir[0])
     ang_o = np.arctan2(open_dir[1], open_dir[0])
@@ -215,37 +241,40 @@ def _material_long_axis(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where each sample sat at end-diastole: axial stretch from the fixed apex, area-preserving
     lateral motion, fading out away from the heart (the chest wall and liver do not beat)."""
+    f32 = np.float32
     n = _normal(e)
-    dx, dy = x[None, :] - apex[0], y[None, :] - apex[1]
-    a = dx * e[0] + dy * e[1]  # [T, P] along the axis from the apex
-    b = dx * n[0] + dy * n[1]
-    lt = st.length[:, None]
-    l_ed = heart.length_ed
+    dx, dy = (x - apex[0]).astype(f32), (y - apex[1]).astype(f32)
+    a = (dx * f32(e[0]) + dy * f32(e[1]))[None, :]  # [1, P] along the axis from the apex
+    b = (dx * f32(n[0]) + dy * f32(n[1]))[None, :]
+    lt = st.length.astype(f32)[:, None]  # [T, 1]
+    l_ed = f32(heart.length_ed)
     a_ref = np.where(a <= lt, a * (l_ed / lt), a + (l_ed - lt))
-    hw_t = (st.diameter / 2)[:, None]
-    hw_ed = heart.diameter_ed / 2
+    hw_t = (st.diameter / 2).astype(f32)[:, None]
+    hw_ed = f32(heart.diameter_ed / 2)
     b_ref = np.where(
         np.abs(b) <= hw_t, b * (hw_ed / hw_t), np.sign(b) * np.sqrt(np.maximum(b**2 - hw_t**2 + hw_ed**2, 0))
     )
-    d = np.hypot(a - 0.6 * l_ed, b) / (1.3 * l_ed)
-    w = np.exp(-(d**4))
-    a2 = a + w * (a_ref - a)
+    w = np.exp(-((np.hypot(a - f32(0.6) * l_ed, b) / (f32(1.3) * l_ed)) ** 4))  # [1, P]
+    a2 = a + w * (a_ref - a)  # [T, P]
     b2 = b + w * (b_ref - b)
-    mx = apex[0] + a2 * e[0] + b2 * n[0]
-    my = apex[1] + a2 * e[1] + b2 * n[1]
-    return mx.astype(np.float32), my.astype(np.float32)
+    mx = f32(apex[0]) + a2 * f32(e[0]) + b2 * f32(n[0])
+    my = f32(apex[1]) + a2 * f32(e[1]) + b2 * f32(n[1])
+    return mx, my
 
 
 def _material_radial(
     x: np.ndarray, y: np.ndarray, centre: np.ndarray, r_ed: float, r_t: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    dx, dy = x[None, :] - centre[0], y[None, :] - centre[1]
-    s = np.maximum(np.hypot(dx, dy), 1e-6)
-    rt = r_t[:, None]
-    s_ref = np.where(s <= rt, s * (r_ed / rt), np.sqrt(np.maximum(s**2 - rt**2 + r_ed**2, 0)))
-    w = np.exp(-((s / (3.0 * r_ed)) ** 4))
+    """Area-preserving radial motion about the short-axis LV centre (the wall thickens inwards)."""
+    f32 = np.float32
+    dx, dy = (x - centre[0]).astype(f32)[None, :], (y - centre[1]).astype(f32)[None, :]
+    s = np.maximum(np.hypot(dx, dy), f32(1e-6))
+    rt = np.asarray(r_t, dtype=f32)[:, None]
+    r0 = f32(r_ed)
+    s_ref = np.where(s <= rt, s * (r0 / rt), np.sqrt(np.maximum(s**2 - rt**2 + r0**2, 0)))
+    w = np.exp(-((s / (f32(3.0) * r0)) ** 4))
     k = 1.0 + w * (s_ref / s - 1.0)
-    return (centre[0] + dx * k).astype(np.float32), (centre[1] + dy * k).astype(np.float32)
+    return f32(centre[0]) + dx * k, f32(centre[1]) + dy * k
 
 
 def render_scene(
@@ -264,10 +293,10 @@ def render_scene(
         apex, e = _paint_apical(cv, view, heart, st, tissue, texture)
         mx, my = _material_long_axis(x, y, apex, e, heart, st)
     elif view == "PLAX":
-        apex, e = _paint_plax(cv, heart, st, tissue)
+        apex, e = _paint_plax(cv, heart, st, tissue, texture)
         mx, my = _material_long_axis(x, y, apex, e, heart, st)
     else:
-        centre = _paint_psax(cv, heart, st, tissue)
+        centre = _paint_psax(cv, heart, st, tissue, texture)
         mx, my = _material_radial(x, y, centre, _psax_radius(heart.diameter_ed), _psax_radius(st.diameter))
     return Scene(reflectivity=cv.refl, labels=cv.labels, material_x=mx, material_y=my)
 
@@ -283,6 +312,18 @@ def _rv_width(heart: Heart, st: LVState, relative: float) -> np.ndarray:
     return relative * heart.rv_scale * heart.diameter_ed * (1.0 - 0.15 * (1.0 - st.vnorm))
 
 
+def _fmax(a: np.ndarray | float) -> float:
+    return float(np.max(a))
+
+
+def _paint_sac(cv: _Canvas, centre: np.ndarray, e: np.ndarray, a: float, b: float, s: float,
+               tissue: TissueConfig, texture: np.ndarray) -> None:
+    """Pericardium: a bright static shell with epicardial fat inside."""
+    p = cv.local(centre, e, max(a, b))
+    cv.paint(p.idx, _ellipse(p, a, b), tissue.pericardium, LABELS["bright"])
+    cv.paint(p.idx, _ellipse(p, a - 0.3 * s, b - 0.3 * s), tissue.fat * texture, LABELS["tissue"])
+
+
 def _paint_apical(
     cv: _Canvas, view: str, heart: Heart, st: LVState, tissue: TissueConfig, texture: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -296,7 +337,7 @@ def _paint_apical(
     gap = 0.3 * s  # annulus between the LV and the atria
     atrial_grow = 1.0 + 0.15 * (1.0 - st.vnorm)  # atria fill while the ventricles empty
     rv_w = _rv_width(heart, st, 0.8)
-    rv_len = np.minimum(0.78 * l_ed * (0.85 + 0.15 * heart.rv_scale), 1.0 * l_ed) * (1.0 - 0.1 * (1 - st.vnorm))
+    rv_len = min(0.78 * l_ed * (0.85 + 0.15 * heart.rv_scale), l_ed) * (1.0 - 0.1 * (1 - st.vnorm))
     rv_base = base - n[None, :] * (D / 2 + wall + rv_w / 2)[:, None]
     la_h, la_w = 0.5 * l_ed * atrial_grow, 0.85 * d_ed * atrial_grow
     la_c = base + e[None, :] * (gap + la_h / 2)[:, None]
@@ -305,37 +346,33 @@ def _paint_apical(
     ra_h = 0.45 * l_ed * heart.ra_scale * atrial_grow
     ra_w = 0.8 * d_ed * heart.ra_scale * atrial_grow
     ra_c = rv_base + e[None, :] * (gap + ra_h / 2)[:, None]
+    aw, rvw = 0.25 * s, heart.rv_wall_cm  # atrial and RV wall thickness
 
     if lay["liver"]:
-        u, v = cv.local(np.array([1.0, 2.0]) * s, np.array([1.0, 0.0]))
-        cv.paint(_ellipse(u, v, 9.0 * s, 5.5 * s), tissue.liver * texture[None, :], LABELS["tissue"])
-        u, v = cv.local(np.array([-1.5, 4.0]) * s, _unit((1.0, 0.3)))
-        cv.paint(_ellipse(u, v, 1.2 * s, 0.7 * s), tissue.blood, LABELS["tissue"])  # IVC / hepatic vein
+        p = cv.local(np.array([1.0, 2.0]) * s, np.array([1.0, 0.0]), 9.0 * s)
+        cv.paint(p.idx, _ellipse(p, 9.0 * s, 5.5 * s), tissue.liver * texture, LABELS["tissue"])
+        p = cv.local(np.array([-1.5, 4.0]) * s, _unit((1.0, 0.3)), 1.2 * s)
+        cv.paint(p.idx, _ellipse(p, 1.2 * s, 0.7 * s), tissue.blood, LABELS["tissue"])  # hepatic vein
 
-    # pericardial sac around the whole heart (static), fat inside it
-    extent = l_ed + 0.5 * l_ed + gap
-    half_w = d_ed / 2 + heart.wall_cm + (0.8 * heart.rv_scale * d_ed + heart.rv_wall_cm if lay["rv"] else 0)
-    sac_c = apex + e * (extent / 2 - 0.3 * s) - n * ((half_w - d_ed / 2 - heart.wall_cm) / 2)
-    u, v = cv.local(sac_c, e)
-    a_sac, b_sac = extent / 2 + 0.7 * s, half_w + 0.25 * s + (half_w - d_ed / 2) * 0.0 + 0.4 * s
-    cv.paint(_ellipse(u, v, a_sac, b_sac), tissue.pericardium, LABELS["bright"])
-    cv.paint(_ellipse(u, v, a_sac - 0.3 * s, b_sac - 0.3 * s), tissue.fat * texture[None, :], LABELS["tissue"])
+    extent = 1.5 * l_ed + gap
+    rv_extra = 0.8 * heart.rv_scale * d_ed + rvw if lay["rv"] else 0.0
+    sac_c = apex + e * (extent / 2 - 0.3 * s) - n * (rv_extra / 2)
+    _paint_sac(cv, sac_c, e, extent / 2 + 0.7 * s, d_ed / 2 + heart.wall_cm + rv_extra / 2 + 0.6 * s, s,
+               tissue, texture)
 
-    aw = 0.25 * s  # atrial wall thickness
-    u_la, v_la = cv.local(la_c, e)
-    cv.paint(_ellipse(u_la, v_la, la_h / 2 + aw, la_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
+    p_la = cv.local(la_c, e, _fmax(la_w) / 2 + aw + _fmax(la_h) / 2)
+    cv.paint(p_la.idx, _ellipse(p_la, la_h / 2 + aw, la_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
     if lay["rv"]:
-        u_ra, v_ra = cv.local(ra_c, e)
-        cv.paint(_ellipse(u_ra, v_ra, ra_h / 2 + aw, ra_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
-        u_rv, v_rv = cv.local(rv_base, e)
-        rvw = heart.rv_wall_cm
-        cv.paint(_half_ellipse(u_rv, v_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
-    u_lv, v_lv = cv.local(base, e)
-    cv.paint(_half_ellipse(u_lv, v_lv, L + 0.8 * wall, D / 2 + wall), tissue.myocardium, LABELS["LV_wall"])
-    annulus = (u_lv >= 0) & (u_lv <= gap) & (np.abs(v_lv) <= _col(D / 2 + wall, t))
-    cv.paint(annulus, tissue.atrial_wall, LABELS["bright"])
+        p_ra = cv.local(ra_c, e, _fmax(ra_w) / 2 + aw + _fmax(ra_h) / 2)
+        cv.paint(p_ra.idx, _ellipse(p_ra, ra_h / 2 + aw, ra_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
+        p_rv = cv.local(rv_base, e, _fmax(rv_len) + rvw + _fmax(rv_w))
+        cv.paint(p_rv.idx, _half_ellipse(p_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
+    p_lv = cv.local(base, e, _fmax(L) + _fmax(D) + _fmax(wall))
+    cv.paint(p_lv.idx, _half_ellipse(p_lv, L + 0.8 * wall, D / 2 + wall), tissue.myocardium, LABELS["LV_wall"])
+    annulus = (p_lv.u >= 0) & (p_lv.u <= gap) & (np.abs(p_lv.v) <= _col(D / 2 + wall, t))
+    cv.paint(p_lv.idx, annulus, tissue.atrial_wall, LABELS["bright"])
 
-    ao_c = None
+    p_ao = None
     if lay["aorta"] is not None:
         if lay["aorta"] == "central":
             ao_c = base + e[None, :] * (1.5 * s) - n[None, :] * 0.1 * d_ed
@@ -343,33 +380,34 @@ def _paint_apical(
         else:
             ao_c = base + e[None, :] * (1.6 * s) + n[None, :] * 0.45 * d_ed
             ao_e, ao_a, ao_b = _unit((e[0] + 0.6 * n[0], e[1] + 0.6 * n[1])), 2.2 * s, 0.6 * s
-        u_ao, v_ao = cv.local(ao_c, ao_e)
-        cv.paint(_ellipse(u_ao, v_ao, ao_a + 0.2 * s, ao_b + 0.2 * s), tissue.atrial_wall, LABELS["bright"])
+        p_ao = cv.local(ao_c, ao_e, ao_a + 0.3 * s)
+        cv.paint(p_ao.idx, _ellipse(p_ao, ao_a + 0.2 * s, ao_b + 0.2 * s), tissue.atrial_wall, LABELS["bright"])
 
-    cv.paint(_ellipse(u_la, v_la, la_h / 2, la_w / 2), tissue.blood, LABELS["LA"])
+    cv.paint(p_la.idx, _ellipse(p_la, la_h / 2, la_w / 2), tissue.blood, LABELS["LA"])
     if lay["rv"]:
-        cv.paint(_ellipse(u_ra, v_ra, ra_h / 2, ra_w / 2), tissue.blood, LABELS["RA"])
-        cv.paint(_half_ellipse(u_rv, v_rv, rv_len, rv_w / 2), tissue.blood, LABELS["RV"])
-    if ao_c is not None:
-        cv.paint(_ellipse(u_ao, v_ao, ao_a, ao_b), tissue.blood, LABELS["AO"])
-    cv.paint(_half_ellipse(u_lv, v_lv, L, D / 2), tissue.blood, LABELS["LV"])
+        cv.paint(p_ra.idx, _ellipse(p_ra, ra_h / 2, ra_w / 2), tissue.blood, LABELS["RA"])
+        cv.paint(p_rv.idx, _half_ellipse(p_rv, rv_len, rv_w / 2), tissue.blood, LABELS["RV"])
+    if p_ao is not None:
+        cv.paint(p_ao.idx, _ellipse(p_ao, ao_a, ao_b), tissue.blood, LABELS["AO"])
+    cv.paint(p_lv.idx, _half_ellipse(p_lv, L, D / 2), tissue.blood, LABELS["LV"])
 
     # mitral (and tricuspid) leaflets: closed across the annulus in systole, open towards the apex
     hw = 0.09 * s
     for side in (1.0, -1.0):
-        hinge = base + side * n[None, :] * (0.42 * D)[:, None]
         closed = -side * n + 0.25 * -e
         opened = -e - side * 0.15 * n
-        m = _leaflets(cv, hinge, closed, opened, 0.4 * d_ed, st.mitral_open, hw)
-        cv.paint(m, tissue.valve, LABELS["bright"])
+        hinge = base + side * n[None, :] * (0.42 * D)[:, None]
+        cv.paint(*_leaflets(cv, hinge, closed, opened, 0.4 * d_ed, st.mitral_open, hw), tissue.valve, LABELS["bright"])
         if lay["rv"]:
             hinge_rv = rv_base + side * n[None, :] * (0.4 * rv_w)[:, None]
-            m = _leaflets(cv, hinge_rv, closed, opened, 0.35 * d_ed, st.mitral_open, hw)
-            cv.paint(m, tissue.valve, LABELS["bright"])
+            cv.paint(*_leaflets(cv, hinge_rv, closed, opened, 0.35 * d_ed, st.mitral_open, hw), tissue.valve,
+                     LABELS["bright"])
     return apex, e
 
 
-def _paint_plax(cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig) -> tuple[np.ndarray, np.ndarray]:
+def _paint_plax(
+    cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig, texture: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     s = heart.size
     e = _unit(_PLAX_AXIS)
     n = _normal(e)  # points up (anterior): septum and RV side
@@ -383,41 +421,37 @@ def _paint_plax(cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig) ->
     ao_a, ao_b = 2.2 * s, 1.3 * s
     la_r = 1.9 * s * (1.0 + 0.12 * (1.0 - st.vnorm))
     la_c = base + e[None, :] * (la_r + 0.4 * s)[:, None] - n[None, :] * (0.4 * d_ed)
+    rvw, aw = heart.rv_wall_cm, 0.25 * s
 
-    sac_c = apex + e * (0.55 * (l_ed + 4 * s)) - n * 0.4 * s
-    u, v = cv.local(sac_c, e)
-    a_sac, b_sac = 0.55 * (l_ed + 4 * s) + 0.8 * s, d_ed / 2 + heart.wall_cm + 1.0 * s
-    cv.paint(_ellipse(u, v, a_sac, b_sac), tissue.pericardium, LABELS["bright"])
-    cv.paint(_ellipse(u, v, a_sac - 0.35 * s, b_sac - 0.35 * s), tissue.fat, LABELS["tissue"])
-
-    u_rv, v_rv = cv.local(rv_c, e)
-    rvw = heart.rv_wall_cm
-    cv.paint(_ellipse(u_rv, v_rv, 0.45 * l_ed + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
-    cv.paint(_ellipse(u_rv, v_rv, 0.45 * l_ed, rv_w / 2), tissue.blood, LABELS["RV"])
-    u_ao, v_ao = cv.local(ao_c, e)
-    cv.paint(_ellipse(u_ao, v_ao, ao_a + 0.25 * s, ao_b + 0.25 * s), tissue.atrial_wall, LABELS["bright"])
-    u_la, v_la = cv.local(la_c, e)
-    cv.paint(_ellipse(u_la, v_la, la_r + 0.25 * s, la_r + 0.25 * s), tissue.atrial_wall, LABELS["bright"])
-    u_lv, v_lv = cv.local(base, e)
-    cv.paint(_half_ellipse(u_lv, v_lv, L + 0.8 * wall, D / 2 + wall), tissue.myocardium, LABELS["LV_wall"])
-    cv.paint(_ellipse(u_ao, v_ao, ao_a, ao_b), tissue.blood, LABELS["AO"])
-    cv.paint(_ellipse(u_la, v_la, la_r, la_r), tissue.blood, LABELS["LA"])
-    cv.paint(_half_ellipse(u_lv, v_lv, L, D / 2), tissue.blood, LABELS["LV"])
-    # LV outflow into the aortic root
-    lvot = (u_lv >= -1.0 * s) & (u_lv <= 0.6 * s) & (v_lv >= 0.0) & (v_lv <= _col(0.45 * D, cv.t))
-    cv.paint(lvot, tissue.blood, LABELS["LV"])
+    sac_a = 0.55 * (l_ed + 4 * s)
+    _paint_sac(cv, apex + e * sac_a - n * 0.4 * s, e, sac_a + 0.8 * s, d_ed / 2 + heart.wall_cm + 1.0 * s, s,
+               tissue, texture)
+    p_rv = cv.local(rv_c, e, 0.45 * l_ed + rvw)
+    cv.paint(p_rv.idx, _ellipse(p_rv, 0.45 * l_ed + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
+    cv.paint(p_rv.idx, _ellipse(p_rv, 0.45 * l_ed, rv_w / 2), tissue.blood, LABELS["RV"])
+    p_ao = cv.local(ao_c, e, ao_a + aw)
+    cv.paint(p_ao.idx, _ellipse(p_ao, ao_a + aw, ao_b + aw), tissue.atrial_wall, LABELS["bright"])
+    p_la = cv.local(la_c, e, _fmax(la_r) + aw)
+    cv.paint(p_la.idx, _ellipse(p_la, la_r + aw, la_r + aw), tissue.atrial_wall, LABELS["bright"])
+    p_lv = cv.local(base, e, _fmax(L) + _fmax(D) + _fmax(wall))
+    cv.paint(p_lv.idx, _half_ellipse(p_lv, L + 0.8 * wall, D / 2 + wall), tissue.myocardium, LABELS["LV_wall"])
+    cv.paint(p_ao.idx, _ellipse(p_ao, ao_a, ao_b), tissue.blood, LABELS["AO"])
+    cv.paint(p_la.idx, _ellipse(p_la, la_r, la_r), tissue.blood, LABELS["LA"])
+    cv.paint(p_lv.idx, _half_ellipse(p_lv, L, D / 2), tissue.blood, LABELS["LV"])
+    lvot = (p_lv.u >= -1.0 * s) & (p_lv.u <= 0.6 * s) & (p_lv.v >= 0.0) & (p_lv.v <= _col(0.45 * D, cv.t))
+    cv.paint(p_lv.idx, lvot, tissue.blood, LABELS["LV"])  # LV outflow into the aortic root
 
     hw = 0.09 * s
     hinge_a = base + n[None, :] * (0.05 * D)[:, None]
     hinge_p = base - n[None, :] * (0.45 * D)[:, None]
     for hinge, side in ((hinge_a, -1.0), (hinge_p, 1.0)):
-        m = _leaflets(cv, hinge, side * n - 0.1 * e, -e + side * 0.1 * n, 0.4 * d_ed, st.mitral_open, hw)
-        cv.paint(m, tissue.valve, LABELS["bright"])
+        leaf = _leaflets(cv, hinge, side * n - 0.1 * e, -e + side * 0.1 * n, 0.4 * d_ed, st.mitral_open, hw)
+        cv.paint(*leaf, tissue.valve, LABELS["bright"])
     av_root = ao_c - e[None, :] * (ao_a - 0.5 * s)
     for side in (1.0, -1.0):
         hinge = av_root + side * n[None, :] * (ao_b - 0.05 * s)
-        m = _leaflets(cv, hinge, -side * n, e + side * 0.2 * n, 0.9 * ao_b, st.aortic_open, hw)
-        cv.paint(m, tissue.valve, LABELS["bright"])
+        leaf = _leaflets(cv, hinge, -side * n, e + side * 0.2 * n, 0.9 * ao_b, st.aortic_open, hw)
+        cv.paint(*leaf, tissue.valve, LABELS["bright"])
     return apex, e
 
 
@@ -430,7 +464,7 @@ def _psax_flattening(heart: Heart, st: LVState) -> np.ndarray:
     return heart.flattening * (0.6 + 0.4 * (1.0 - st.vnorm))
 
 
-def _paint_psax(cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig) -> np.ndarray:
+def _paint_psax(cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig, texture: np.ndarray) -> np.ndarray:
     s = heart.size
     centre = np.asarray(_PSAX_CENTRE) * s
     ds = _unit(_PSAX_SEPTUM)  # towards the RV
@@ -444,31 +478,24 @@ def _paint_psax(cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig) ->
     rv_w = 0.7 * r_ed * heart.rv_scale * (1.0 - 0.2 * (1.0 - st.vnorm))
     rv_len = 1.25 * (r_ed + heart.wall_cm) * (0.85 + 0.15 * heart.rv_scale)
     rv_c = centre[None, :] + ds[None, :] * (cut + wall + 0.45 * rv_w)[:, None]
+    rvw = heart.rv_wall_cm
     t = cv.t
 
-    u, v = cv.local(centre + ds * 0.7 * r_ed, perp)
     a_sac = rv_len + 0.9 * s
     b_sac = r_ed + heart.wall_cm + 0.8 * r_ed * heart.rv_scale + 0.9 * s
-    cv.paint(_ellipse(u, v, a_sac, b_sac), tissue.pericardium, LABELS["bright"])
-    cv.paint(_ellipse(u, v, a_sac - 0.35 * s, b_sac - 0.35 * s), tissue.fat, LABELS["tissue"])
+    _paint_sac(cv, centre + ds * 0.7 * r_ed, perp, a_sac, b_sac, s, tissue, texture)
+    p_rv = cv.local(rv_c, perp, rv_len + rvw)
+    cv.paint(p_rv.idx, _ellipse(p_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
+    cv.paint(p_rv.idx, _ellipse(p_rv, rv_len, rv_w / 2), tissue.blood, LABELS["RV"])
 
-    u_rv, v_rv = cv.local(rv_c, perp)
-    rvw = heart.rv_wall_cm
-    cv.paint(_ellipse(u_rv, v_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
-    cv.paint(_ellipse(u_rv, v_rv, rv_len, rv_w / 2), tissue.blood, LABELS["RV"])
-
-    dx = cv.x - np.float32(centre[0])
-    dy = cv.y - np.float32(centre[1])
-    rho2 = dx**2 + dy**2  # [1, P]
-    proj = dx * np.float32(ds[0]) + dy * np.float32(ds[1])
-    epi = (rho2 <= _col((r + wall) ** 2, t)) & (proj <= _col(cut + wall, t))
-    cv.paint(epi, tissue.myocardium, LABELS["LV_wall"])
-    cv.paint((rho2 <= _col(r**2, t)) & (proj <= _col(cut, t)), tissue.blood, LABELS["LV"])
+    p = cv.local(centre, ds, _fmax(r + wall))  # u: towards the septum
+    rho2 = p.u**2 + p.v**2
+    epi = (rho2 <= _col((r + wall) ** 2, t)) & (p.u <= _col(cut + wall, t))
+    cv.paint(p.idx, epi, tissue.myocardium, LABELS["LV_wall"])
+    cv.paint(p.idx, (rho2 <= _col(r**2, t)) & (p.u <= _col(cut, t)), tissue.blood, LABELS["LV"])
     for ang in (150.0, -150.0):  # papillary muscles, opposite the septum
-        d = _rotate(ds, ang)
-        p = centre + 0.62 * r_ed * d
-        pm = (cv.x - np.float32(p[0])) ** 2 + (cv.y - np.float32(p[1])) ** 2 <= _col((0.3 * r) ** 2, t)
-        cv.paint(pm, tissue.myocardium, LABELS["LV_wall"])
+        pm = cv.local(centre + 0.62 * r_ed * _rotate(ds, ang), ds, 0.3 * _fmax(r))
+        cv.paint(pm.idx, pm.u**2 + pm.v**2 <= _col((0.3 * r) ** 2, t), tissue.myocardium, LABELS["LV_wall"])
     return centre
 
 

@@ -36,7 +36,7 @@ class SiteConfig:
     speckle_ar: list[float] = field(default_factory=lambda: [0.5, 0.7])  # frame AR(1) of the rest
     gamma: list[float] = field(default_factory=lambda: [1.8, 2.2])  # grey map B ** gamma
     white_level_db: float = 6.0  # echo amplitude (dB re myocardium) shown white at 0 dB gain
-    clutter: list[float] = field(default_factory=lambda: [0.0, 0.15])  # near-field haze reflectivity
+    clutter: list[float] = field(default_factory=lambda: [0.0, 0.05])  # near-field haze reflectivity
     fps: list[float] = field(default_factory=lambda: [30.0, 60.0])
 
 
@@ -73,7 +73,7 @@ class PopulationConfig:
 class TissueConfig:
     """Reflectivities (myocardium = 1) and per-view depth factors."""
 
-    blood: float = 0.002
+    blood: float = 0.001
     myocardium: float = 1.0
     pericardium: float = 2.5
     valve: float = 1.5

@@ -117,7 +117,11 @@ def test_container_without_frames_raises_zero_frames(tmp_path):
     with av.open(str(path), "w") as c:
         s = c.add_stream("mjpeg", rate=25)
         s.width, s.height, s.pix_fmt = 32, 32, "yuvj444p"
-    with pytest.raises(VideoReadError, match="zero frames|no video stream|cannot open"):
+        c.start_encoding()  # header only, no frame
+    assert path.stat().st_size > 0
+    with pytest.raises(VideoReadError, match="zero frames"):
+        probe(path)
+    with pytest.raises(VideoReadError, match="zero frames"):
         read_video(path)
 
 
@@ -181,3 +185,11 @@ def test_estimate_mask_for_container_video(tmp_path, make_fan_cine, mask_iou):
     assert clip.mask.shape == (96, 128) and mask_iou(clip.mask, fan) > 0.9
     other = read_video(path, [9, 10], estimate_mask=True)
     assert np.array_equal(clip.mask, other.mask)  # one mask per file, whatever the clip
+
+
+def test_non_integer_indices_raise(tmp_path):
+    path = tmp_path / "i.avi"
+    write_video(path, smooth_cine(), fps=30.0)
+    with pytest.raises(VideoReadError, match="integers"):
+        read_video(path, [1.5, 2.0])
+    assert read_video(path, np.array([1.0, 2.0])).frame_indices.tolist() == [1, 2]

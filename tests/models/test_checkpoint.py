@@ -65,6 +65,15 @@ def test_extra_entries_may_not_shadow_models(tmp_path):
         export_reference_checkpoint(tmp_path / "c.pt", enc, pred, target, epoch=0, extra={"encoder": {}})
 
 
+def test_export_without_predictor_omits_the_entry(tmp_path):
+    enc, pred, target = tiny_models()
+    path = tmp_path / "mae.pt"
+    export_reference_checkpoint(path, enc, None, target, epoch=1)
+    assert "predictor" not in load_reference_checkpoint(path)
+    with pytest.raises(ValueError, match="no model entry 'predictor'"):
+        import_reference_predictor(path, pred)
+
+
 def test_failed_atomic_save_keeps_old_file_and_leaves_no_temp(tmp_path):
     path = tmp_path / "c.pt"
     atomic_torch_save({"a": torch.ones(2)}, path)

@@ -1,0 +1,71 @@
+"""`make bench`: throughput figures printed as tables (measures only; nothing is asserted)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from echojepa.config import to_plain
+from echojepa.paths import CONF_DIR
+
+
+def _module(model: str, objective: str, **model_overrides):
+    from echojepa.pretrain.build import build_module
+
+    cfg = OmegaConf.create(
+        {"model": OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml"),
+         "objective": OmegaConf.load(CONF_DIR / "objective" / f"{objective}.yaml"), "seed": 0}
+    )
+    for k, v in model_overrides.items():
+        OmegaConf.update(cfg, f"model.{k}", v)
+    return build_module(to_plain(cfg))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="echojepa-bench", description=__doc__)
+    ap.add_argument("--skip-vitl", action="store_true", help="skip the (slow on CPU) ViT-L step")
+    ap.add_argument("--skip-synth", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    console = Console()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    results: dict[str, dict] = {"device": {"name": device, "threads": torch.get_num_threads()}}
+
+    if not args.skip_synth:
+        from echojepa.synth.bench import benchmark as synth_benchmark
+
+        results["synth"] = synth_benchmark()
+
+    from echojepa.pretrain.bench import masked_vs_full, pretrain_step_throughput
+
+    for objective in ("jepa", "mae"):
+        m = _module("cpu_tiny", objective)
+        results[f"cpu_tiny_{objective}"] = pretrain_step_throughput(m, batch_size=8, device=device)
+
+    enc = _module("vitb", "jepa").encoder
+    results["masked_vs_full_vitb_16x224"] = masked_vs_full(enc, 1, 16, 224, keep_fraction=0.2, warmup=1, repeat=3, device=device)
+
+    if not args.skip_vitl:
+        m = _module("vitl", "jepa")
+        results["vitl_jepa_16x224_b1"] = pretrain_step_throughput(m, batch_size=1, warmup=1, repeat=1, device=device)
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for name, figures in results.items():
+        table = Table(title=name)
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for k, v in figures.items():
+            table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+        console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""Session-wide fixtures: the EchoSynth tiny world (written once) and small config helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a tracking server or the network; keep MLflow and Lightning quiet and local.
+os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///:memory:")
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+@pytest.fixture(scope="session")
+def synth_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tiny` EchoSynth preset (all four layouts), generated once per test session."""
+    from echojepa.synth import generate
+
+    out = tmp_path_factory.mktemp("synth-tiny")
+    generate(out, "tiny", seed=0, progress=False)
+    return out
