@@ -33,6 +33,7 @@ US_MULTIFRAME_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.3.1"
 US_IMAGE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.6.1"
 DEFAULT_FPS = 30.0
 PHOTOMETRICS = ("MONOCHROME2", "RGB", "YBR_FULL_422")
+_WARNED_DEFAULT_FPS: set[str] = set()
 _PYDICOM3 = int(pydicom.__version__.split(".")[0]) >= 3
 _PIXEL_TAG_BYTES = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 
@@ -159,7 +160,9 @@ def dicom_fps(ds: Dataset, path: str) -> tuple[float, str]:
     cine_rate = _positive(ds.get("CineRate", None))
     if cine_rate is not None:
         return cine_rate, "CineRate"
-    log.warning("%s: no FrameTime or CineRate; assuming %.1f fps", path, DEFAULT_FPS)
+    if path not in _WARNED_DEFAULT_FPS:  # once per file: every clip read would repeat it
+        _WARNED_DEFAULT_FPS.add(path)
+        log.warning("%s: no FrameTime or CineRate; assuming %.1f fps", path, DEFAULT_FPS)
     return DEFAULT_FPS, "default"
 
 

@@ -37,40 +37,59 @@ def estimate_sector_mask(
     An all-black input yields an all-False mask.
     """
     arr = np.asarray(frames)
-    if arr.ndim == 4:
-        grey = arr.max(axis=-1)  # [T, H, W]: max keeps coloured flow that is dark in one channel
+    if arr.ndim == 4 and arr.shape[-1] == 3:
+        # [T, H, W]: channel max keeps colour flow that is dark in one channel (np.maximum: a reduction
+        # over a length-3 last axis is ~15x slower on large frames)
+        grey = np.maximum(np.maximum(arr[..., 0], arr[..., 1]), arr[..., 2])
     elif arr.ndim == 3:
         grey = arr
     else:
         raise ValueError(f"frames must be [T,H,W,3] or [T,H,W], got shape {arr.shape}")
     if grey.shape[0] == 0:
         raise ValueError("frames must hold at least one frame")
-    grey = grey.astype(np.float32)
     height, width = grey.shape[1:]
     bright = grey.max(axis=0) > black_threshold  # [H, W]
-    candidate = bright & (grey.std(axis=0) > var_threshold) if grey.shape[0] > 1 else bright
+    candidate = bright & (_temporal_std(grey) > var_threshold) if grey.shape[0] > 1 else bright
     if not candidate.any():
         candidate = bright
     if not candidate.any():
         return np.zeros((height, width), dtype=bool)
 
     size = max(3, int(round(closing_frac * min(height, width))) | 1)
-    structure = np.ones((size, size), dtype=bool)
-    # Pad before closing so structures touching the border are not eroded away.
-    padded = np.pad(candidate, size)
-    closed = ndimage.binary_closing(padded, structure=structure)[size:-size, size:-size]
+    # Square structuring elements as separable min/max filters: ~20x faster than binary_* on 1k frames.
+    # Padding first keeps structures touching the border from being eroded away by the closing.
+    padded = np.pad(candidate, size).astype(np.uint8)
+    closed = _erode(_dilate(padded, size), size)[size:-size, size:-size].astype(bool)
     closed = ndimage.binary_fill_holes(closed)
 
     # Components are chosen on an eroded copy so thin bridges (an ECG trace close to the fan, joined by
     # the closing) are cut; the chosen core is then grown back within the closed mask.
-    core = _largest_component(ndimage.binary_erosion(closed, structure=structure))
-    if core is None:
-        core = _largest_component(closed)
-    else:
-        core = _largest_component(ndimage.binary_dilation(core, structure=structure) & closed)
+    core = _largest_component(_erode(closed, size))
+    grown = closed if core is None else _dilate(core, size) & closed
+    core = _largest_component(grown)
     if core is None:
         return np.zeros((height, width), dtype=bool)
     return fill_convex_hull(core)
+
+
+def _temporal_std(grey: np.ndarray) -> np.ndarray:
+    """Per-pixel std over time of [T, H, W], streamed frame by frame (no [T, H, W] float copy)."""
+    total = np.zeros(grey.shape[1:], dtype=np.float64)
+    total_sq = np.zeros_like(total)
+    for frame in grey:
+        x = frame.astype(np.float64)
+        total += x
+        total_sq += x * x
+    mean = total / len(grey)
+    return np.sqrt(np.maximum(total_sq / len(grey) - mean * mean, 0.0))
+
+
+def _dilate(mask: np.ndarray, size: int) -> np.ndarray:
+    return ndimage.maximum_filter(mask, size=size, mode="constant", cval=0)
+
+
+def _erode(mask: np.ndarray, size: int) -> np.ndarray:
+    return ndimage.minimum_filter(mask, size=size, mode="constant", cval=0)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray | None:
@@ -112,19 +131,25 @@ def fill_convex_hull(mask: np.ndarray) -> np.ndarray:
     edge = mask & ~ndimage.binary_erosion(mask)
     ys, xs = np.nonzero(edge)
     hull = convex_hull(np.stack([xs, ys], axis=1))  # [K, 2] as (x, y)
-    out = np.zeros_like(mask)
-    y0, y1 = ys.min(), ys.max() + 1
-    x0, x1 = xs.min(), xs.max() + 1
+    out = mask.copy()
     if len(hull) < 3:  # a point or a line segment: the mask itself is already convex
-        out[mask] = True
         return out
-    gy, gx = np.mgrid[y0:y1, x0:x1]  # [h, w] pixel centres of the bounding box
-    inside = np.ones(gy.shape, dtype=bool)
-    # A point is inside a counter-clockwise convex polygon when it is left of (or on) every edge.
-    for (ax, ay), (bx, by) in zip(hull, np.roll(hull, -1, axis=0)):
-        inside &= (bx - ax) * (gy - ay) - (by - ay) * (gx - ax) >= -1e-9
-    out[y0:y1, x0:x1] = inside
-    out |= mask
+    # Scanline fill: each row crosses a convex polygon in one interval, bounded by edge intersections.
+    a, b = hull, np.roll(hull, -1, axis=0)  # [K, 2] edge end points (x, y)
+    rows = np.arange(int(ys.min()), int(ys.max()) + 1, dtype=np.float64)[:, None]  # [R, 1]
+    lo_y, hi_y = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])  # [K]
+    crosses = (rows >= lo_y - 1e-9) & (rows <= hi_y + 1e-9)  # [R, K]
+    dy = b[:, 1] - a[:, 1]
+    flat = np.abs(dy) < 1e-12
+    t = np.where(flat, 0.0, (rows - a[:, 1]) / np.where(flat, 1.0, dy))  # [R, K]
+    x_at = a[:, 0] + t * (b[:, 0] - a[:, 0])  # [R, K]
+    # A horizontal edge spans both of its end points on its row.
+    x_lo = np.where(crosses, np.where(flat, np.minimum(a[:, 0], b[:, 0]), x_at), np.inf).min(axis=1)
+    x_hi = np.where(crosses, np.where(flat, np.maximum(a[:, 0], b[:, 0]), x_at), -np.inf).max(axis=1)
+    width = mask.shape[1]
+    for row, lo, hi in zip(rows[:, 0].astype(int), np.ceil(x_lo - 1e-9), np.floor(x_hi + 1e-9)):
+        if lo <= hi:
+            out[row, max(0, int(lo)) : min(width, int(hi) + 1)] = True
     return out
 
 

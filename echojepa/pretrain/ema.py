@@ -29,6 +29,11 @@ def _local(t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     """target <- momentum * target + (1 - momentum) * online, parameter by parameter."""
+    for module in (target, online):
+        # FSDP2 keeps a root module's parameters gathered after forward (no backward follows for the
+        # target): reshard so both sides hold the same local shards.
+        if hasattr(module, "reshard"):
+            module.reshard()
     t_params = [_local(p) for p in target.parameters()]
     o_params = [_local(p).detach() for p in online.parameters()]
     if len(t_params) != len(o_params):

@@ -56,6 +56,18 @@ class Throughput(L.Callback):
         return self.clips / (time.perf_counter() - self.t0)
 
 
+def full_state_dict(module: torch.nn.Module | None) -> dict[str, torch.Tensor] | None:
+    """Unsharded CPU copy of a module's weights; a collective under FSDP2, so every rank calls it."""
+    if module is None:
+        return None
+    out = {}
+    for k, v in module.state_dict().items():
+        if hasattr(v, "full_tensor"):
+            v = v.full_tensor()
+        out[k] = v.detach().cpu().clone()
+    return out
+
+
 def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Run pretraining; returns a summary (also written to run_dir/summary.json on rank 0)."""
     run_dir = Path(run_dir)
@@ -90,14 +102,19 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "config_hash": config_hash(cfg),
         "run_dir": str(run_dir),
     }
+    export = cfg.get("export_reference", True)
+    states = (
+        [full_state_dict(m) for m in (module.encoder, getattr(module, "predictor", None),
+                                      getattr(module, "target_encoder", module.encoder))]
+        if export
+        else []
+    )
     if trainer.is_global_zero:
-        if cfg.get("export_reference", True):
+        if export:
             ref = run_dir / "reference.pt"
             export_reference_checkpoint(
                 ref,
-                module.encoder,
-                getattr(module, "predictor", None),
-                getattr(module, "target_encoder", module.encoder),
+                *states,
                 epoch=trainer.current_epoch,
                 extra={"objective": cfg["objective"]["name"], "itr": trainer.global_step},
             )

@@ -192,48 +192,58 @@ def scatterers(
     rng: np.random.Generator, material_x: np.ndarray, material_y: np.ndarray, cell_cm: float,
     static: float, ar: float,
 ) -> np.ndarray:
-    """Unit-variance complex scatterer field [T, P, 2] (real, imag).
+    """Unit-power complex scatterer field (complex64, the shape of material_x, [T, ...]).
 
     `static` of the power comes from a white field fixed in the tissue, looked up (nearest cell) at
     each sample's material position; the rest is an AR(1) process over frames with coefficient `ar`.
     Frame-to-frame correlation of still tissue is about static + (1 - static) * ar.
     """
-    t, p = material_x.shape
     x0, y0 = float(material_x.min()), float(material_y.min())
-    ix = ((material_x - x0) / cell_cm).astype(np.int64)
-    iy = ((material_y - y0) / cell_cm).astype(np.int64)
-    nx, ny = int(ix.max()) + 1, int(iy.max()) + 1
-    tissue = rng.standard_normal((ny * nx, 2), dtype=np.float32) * np.float32(np.sqrt(0.5))
-    fixed = tissue[iy * nx + ix]  # [T, P, 2]
-    fresh = rng.standard_normal((t, p, 2), dtype=np.float32) * np.float32(np.sqrt(0.5))
+    ix = ((material_x - x0) * np.float32(1.0 / cell_cm)).astype(np.int32)
+    iy = ((material_y - y0) * np.float32(1.0 / cell_cm)).astype(np.int32)
+    nx = int(ix.max()) + 1
+    fixed = _complex_normal(rng, (int(iy.max()) + 1) * nx)[iy * nx + ix]  # [T, ...]
+    fresh = _complex_normal(rng, material_x.size).reshape(material_x.shape)
     a, b = np.float32(ar), np.float32(np.sqrt(1 - ar**2))
-    for k in range(1, t):
+    for k in range(1, fresh.shape[0]):
         fresh[k] = a * fresh[k - 1] + b * fresh[k]
-    return np.float32(np.sqrt(static)) * fixed + np.float32(np.sqrt(1 - static)) * fresh
+    fixed *= np.float32(np.sqrt(static))
+    fixed += np.float32(np.sqrt(1 - static)) * fresh
+    return fixed
+
+
+def _complex_normal(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n circular complex Gaussian samples with E|z|^2 = 1 (complex64)."""
+    return (rng.standard_normal(2 * n, dtype=np.float32) * np.float32(np.sqrt(0.5))).view(np.complex64)
 
 
 def envelope(
-    reflectivity: np.ndarray, scat: np.ndarray, grid: PolarGrid, acq: Acquisition, rng: np.random.Generator
+    reflectivity: np.ndarray, scat: np.ndarray, grid: PolarGrid, acq: Acquisition, rng: np.random.Generator,
+    noise_floor_db: float = -60.0,
 ) -> np.ndarray:
     """Echo amplitude [T, n_r, n_theta] (before log compression).
 
-    reflectivity [T, n_r, n_theta] (power, myocardium = 1); scat [T, n_r * n_theta, 2].
+    reflectivity [T, n_r, n_theta] (power, myocardium = 1); scat complex [T, n_r, n_theta].
+    Receiver noise is drawn only at depths where it is above `noise_floor_db` (invisible below).
     """
-    t = reflectivity.shape[0]
     r = grid.r.astype(np.float32)[None, :, None]  # [1, R, 1]
     refl = reflectivity + np.float32(acq.clutter) * np.exp(-r / np.float32(1.5))  # near-field haze
-    field = scat.reshape(t, grid.n_r, grid.n_theta, 2) * np.sqrt(refl)[..., None]
+    field = scat * np.sqrt(refl)
     ka, kl = psf_kernels(grid, acq)
     if ka.size > 1:
         field = correlate1d(field, ka, axis=1, mode="reflect")
     if kl.size > 1:
         field = correlate1d(field, kl, axis=2, mode="reflect")
     # TGC undoes the round-trip attenuation except a residual; it also amplifies receiver noise
-    field *= (10.0 ** (-acq.tgc_residual_db_cm * r / 20.0)).astype(np.float32)[..., None]
-    tgc_db = 2.0 * acq.attenuation_db_cm_mhz * acq.freq_mhz * (r - grid.depth_cm)
-    noise_amp = (10.0 ** ((acq.noise_db + tgc_db) / 20.0)).astype(np.float32) * np.float32(np.sqrt(0.5))
-    field += rng.standard_normal(field.shape, dtype=np.float32) * noise_amp[..., None]
-    return np.sqrt(field[..., 0] ** 2 + field[..., 1] ** 2)
+    field *= (10.0 ** (-acq.tgc_residual_db_cm * r / 20.0)).astype(np.float32)
+    tgc_db = 2.0 * acq.attenuation_db_cm_mhz * acq.freq_mhz * (grid.r - grid.depth_cm)
+    noise_db = acq.noise_db + tgc_db  # [R]
+    rows = np.flatnonzero(noise_db > noise_floor_db)
+    if rows.size:
+        amp = (10.0 ** (noise_db[rows] / 20.0)).astype(np.float32)[None, :, None]
+        sub = field[:, rows[0] :]
+        sub += _complex_normal(rng, sub.size).reshape(sub.shape) * amp
+    return np.abs(field)
 
 
 def log_compress(amplitude: np.ndarray, acq: Acquisition) -> np.ndarray:

@@ -35,7 +35,7 @@ _APICAL_LAYOUT = {
     "Subcostal": {"apex": (5.0, 12.0), "axis": (-1.0, -0.6), "rv": True, "aorta": None, "liver": True},
 }
 _PLAX_APEX, _PLAX_AXIS = (-6.0, 7.8), (1.0, -0.1)
-_PSAX_CENTRE, _PSAX_SEPTUM = (0.3, 7.0), (-0.7, -0.7)
+_PSAX_CENTRE, _PSAX_SEPTUM = (0.6, 8.0), (-0.45, -0.9)
 
 
 @dataclass(frozen=True)
@@ -131,10 +131,10 @@ class Scene:
     """What the probe sees: reflectivity and labels per frame, plus where each sample's tissue sat
     at end-diastole (material coordinates, so speckle can move with the tissue)."""
 
-    reflectivity: np.ndarray  # [T, P] float32
-    labels: np.ndarray  # [T, P] uint8
-    material_x: np.ndarray  # [T, P] float32, cm
-    material_y: np.ndarray  # [T, P] float32, cm
+    reflectivity: np.ndarray  # [T, R, C] float32
+    labels: np.ndarray | None  # [T, R, C] uint8 (LABELS), when asked for
+    material_x: np.ndarray  # [T, R, C] float32, cm
+    material_y: np.ndarray  # [T, R, C] float32, cm
 
 
 def _unit(v: tuple[float, float]) -> np.ndarray:
@@ -147,54 +147,55 @@ def _normal(e: np.ndarray) -> np.ndarray:
 
 
 class _Canvas:
-    """Painter's algorithm on [T, P] sample grids: later shapes cover earlier ones.
+    """Painter's algorithm on [T, R, C] sample grids: later shapes cover earlier ones.
 
-    Shapes are evaluated only on the samples inside their bounding box (over all frames): a
-    shape's `Patch` holds those sample indices and local coordinates [T, Q].
+    Shapes are evaluated only on the index rectangle of the grid that holds their bounding box
+    (over all frames): a `_Patch` holds that rectangle and the local coordinates [T, r, c] in it.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, n_frames: int, base: np.ndarray) -> None:
-        self.x = x.astype(np.float32)  # [P]
+    def __init__(self, x: np.ndarray, y: np.ndarray, n_frames: int, base: np.ndarray, labels: bool) -> None:
+        self.x = x.astype(np.float32)  # [R, C]
         self.y = y.astype(np.float32)
-        self.refl = np.repeat(base.astype(np.float32)[None, :], n_frames, axis=0)  # [T, P]
-        self.labels = np.zeros(self.refl.shape, dtype=np.uint8)
+        self.refl = np.repeat(base.astype(np.float32)[None], n_frames, axis=0)  # [T, R, C]
+        self.labels = np.zeros(self.refl.shape, dtype=np.uint8) if labels else None
         self.t = n_frames
 
-    def select(self, centres: np.ndarray, extent: float) -> np.ndarray:
-        """Indices of samples within `extent` cm (box) of any of the points [.., 2]."""
-        c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+    def select(self, points: np.ndarray, extent: float) -> tuple[slice, slice]:
+        """Index rectangle holding every sample within `extent` cm (box) of the points [.., 2]."""
+        c = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         lo, hi = c.min(0) - extent, c.max(0) + extent
-        return np.flatnonzero((self.x >= lo[0]) & (self.x <= hi[0]) & (self.y >= lo[1]) & (self.y <= hi[1]))
+        inside = (self.x >= lo[0]) & (self.x <= hi[0]) & (self.y >= lo[1]) & (self.y <= hi[1])
+        rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+        if rows.size == 0:
+            return slice(0, 0), slice(0, 0)
+        return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
     def local(self, centre: np.ndarray, e: np.ndarray, extent: float) -> _Patch:
         """Coordinates along e and along its normal relative to per-frame centres [T, 2] (or [2])."""
-        c = np.broadcast_to(np.asarray(centre, dtype=np.float64), (self.t, 2))
-        idx = self.select(c, extent)
-        dx = self.x[idx][None, :] - c[:, :1].astype(np.float32)
-        dy = self.y[idx][None, :] - c[:, 1:].astype(np.float32)
+        c = np.broadcast_to(np.asarray(centre, dtype=np.float64), (self.t, 2)).astype(np.float32)
+        sl = self.select(c, extent)
+        dx = self.x[sl][None] - c[:, 0, None, None]
+        dy = self.y[sl][None] - c[:, 1, None, None]
         ex, ey = np.float32(e[0]), np.float32(e[1])
-        return _Patch(idx, dx * ex + dy * ey, dx * ey - dy * ex)
+        return _Patch(sl, dx * ex + dy * ey, dx * ey - dy * ex)
 
-    def paint(self, idx: np.ndarray, mask: np.ndarray, value: float | np.ndarray, label: int) -> None:
-        """Set samples idx where mask [T, Q] to value (scalar or per-sample [P]) and label."""
-        if idx.size == 0:
-            return
-        vals = np.float32(value) if np.ndim(value) == 0 else np.asarray(value, dtype=np.float32)[idx][None, :]
-        self.refl[:, idx] = np.where(mask, vals, self.refl[:, idx])
-        lab = self.labels[:, idx]
-        lab[mask] = label
-        self.labels[:, idx] = lab
+    def paint(self, sl: tuple[slice, slice], mask: np.ndarray, value: float | np.ndarray, label: int) -> None:
+        """Set the samples of rectangle `sl` where mask [T, r, c] to value (scalar or a [R, C] map)."""
+        vals = np.float32(value) if np.ndim(value) == 0 else np.asarray(value, dtype=np.float32)[sl][None]
+        np.copyto(self.refl[(slice(None), *sl)], vals, where=mask)
+        if self.labels is not None:
+            np.copyto(self.labels[(slice(None), *sl)], np.uint8(label), where=mask)
 
 
 @dataclass
 class _Patch:
-    idx: np.ndarray  # [Q] sample indices
-    u: np.ndarray  # [T, Q] along the axis
-    v: np.ndarray  # [T, Q] across it
+    sl: tuple[slice, slice]  # index rectangle of the grid
+    u: np.ndarray  # [T, r, c] along the axis
+    v: np.ndarray  # [T, r, c] across it
 
 
 def _col(a: np.ndarray | float, t: int) -> np.ndarray:
-    return np.broadcast_to(np.asarray(a, dtype=np.float32).reshape(-1, 1), (t, 1))
+    return np.broadcast_to(np.asarray(a, dtype=np.float32).reshape(-1, 1, 1), (t, 1, 1))
 
 
 def _ellipse(p: _Patch, a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
@@ -206,15 +207,15 @@ def _half_ellipse(p: _Patch, a: np.ndarray | float, b: np.ndarray | float) -> np
     return _ellipse(p, a, b) & (p.u <= 0)
 
 
-def _segment(cv: _Canvas, p0: np.ndarray, p1: np.ndarray, half_width: float) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, mask [T, Q]) of samples within half_width of the segments p0 -> p1 (each [T, 2])."""
-    idx = cv.select(np.concatenate([p0, p1]), half_width)
-    d = (p1 - p0).astype(np.float32)  # [T, 2]
-    dd = np.maximum((d**2).sum(1, keepdims=True), 1e-9)
-    px = cv.x[idx][None, :] - p0[:, :1].astype(np.float32)
-    py = cv.y[idx][None, :] - p0[:, 1:].astype(np.float32)
-    s = np.clip((px * d[:, :1] + py * d[:, 1:]) / dd, 0.0, 1.0)
-    return idx, (px - s * d[:, :1]) ** 2 + (py - s * d[:, 1:]) ** 2 <= half_width**2
+def _segment(cv: _Canvas, p0: np.ndarray, p1: np.ndarray, half_width: float) -> tuple[tuple, np.ndarray]:
+    """(rectangle, mask [T, r, c]) of samples within half_width of the segments p0 -> p1 (each [T, 2])."""
+    sl = cv.select(np.concatenate([p0, p1]), half_width)
+    d = (p1 - p0).astype(np.float32)[:, :, None, None]  # [T, 2, 1, 1]
+    dd = np.maximum(d[:, 0] ** 2 + d[:, 1] ** 2, 1e-9)
+    px = cv.x[sl][None] - p0[:, 0, None, None].astype(np.float32)
+    py = cv.y[sl][None] - p0[:, 1, None, None].astype(np.float32)
+    s = np.clip((px * d[:, 0] + py * d[:, 1]) / dd, 0.0, 1.0)
+    return sl, (px - s * d[:, 0]) ** 2 + (py - s * d[:, 1]) ** 2 <= half_width**2
 
 
 def _rotate(e: np.ndarray, deg: np.ndarray | float) -> np.ndarray:
@@ -244,18 +245,18 @@ def _material_long_axis(
     f32 = np.float32
     n = _normal(e)
     dx, dy = (x - apex[0]).astype(f32), (y - apex[1]).astype(f32)
-    a = (dx * f32(e[0]) + dy * f32(e[1]))[None, :]  # [1, P] along the axis from the apex
-    b = (dx * f32(n[0]) + dy * f32(n[1]))[None, :]
-    lt = st.length.astype(f32)[:, None]  # [T, 1]
+    a = (dx * f32(e[0]) + dy * f32(e[1]))[None]  # [1, R, C] along the axis from the apex
+    b = (dx * f32(n[0]) + dy * f32(n[1]))[None]
+    lt = st.length.astype(f32)[:, None, None]  # [T, 1, 1]
     l_ed = f32(heart.length_ed)
     a_ref = np.where(a <= lt, a * (l_ed / lt), a + (l_ed - lt))
-    hw_t = (st.diameter / 2).astype(f32)[:, None]
+    hw_t = (st.diameter / 2).astype(f32)[:, None, None]
     hw_ed = f32(heart.diameter_ed / 2)
     b_ref = np.where(
         np.abs(b) <= hw_t, b * (hw_ed / hw_t), np.sign(b) * np.sqrt(np.maximum(b**2 - hw_t**2 + hw_ed**2, 0))
     )
-    w = np.exp(-((np.hypot(a - f32(0.6) * l_ed, b) / (f32(1.3) * l_ed)) ** 4))  # [1, P]
-    a2 = a + w * (a_ref - a)  # [T, P]
+    w = np.exp(-((np.hypot(a - f32(0.6) * l_ed, b) / (f32(1.3) * l_ed)) ** 4))  # [1, R, C]
+    a2 = a + w * (a_ref - a)  # [T, R, C]
     b2 = b + w * (b_ref - b)
     mx = f32(apex[0]) + a2 * f32(e[0]) + b2 * f32(n[0])
     my = f32(apex[1]) + a2 * f32(e[1]) + b2 * f32(n[1])
@@ -267,9 +268,9 @@ def _material_radial(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Area-preserving radial motion about the short-axis LV centre (the wall thickens inwards)."""
     f32 = np.float32
-    dx, dy = (x - centre[0]).astype(f32)[None, :], (y - centre[1]).astype(f32)[None, :]
+    dx, dy = (x - centre[0]).astype(f32)[None], (y - centre[1]).astype(f32)[None]
     s = np.maximum(np.hypot(dx, dy), f32(1e-6))
-    rt = np.asarray(r_t, dtype=f32)[:, None]
+    rt = np.asarray(r_t, dtype=f32)[:, None, None]
     r0 = f32(r_ed)
     s_ref = np.where(s <= rt, s * (r0 / rt), np.sqrt(np.maximum(s**2 - rt**2 + r0**2, 0)))
     w = np.exp(-((s / (f32(3.0) * r0)) ** 4))
@@ -279,16 +280,17 @@ def _material_radial(
 
 def render_scene(
     view: str, heart: Heart, st: LVState, x: np.ndarray, y: np.ndarray, tissue: TissueConfig,
-    texture: np.ndarray,
+    texture: np.ndarray, labels: bool = False,
 ) -> Scene:
-    """Reflectivity/labels of `view` at every frame of `st`, sampled at anatomy-frame points x, y [P].
+    """Reflectivity (and labels) of `view` at every frame of `st`, sampled at anatomy-frame points
+    x, y [R, C] (a polar grid: shapes are cut out by index rectangles of it).
 
-    `texture` [P] multiplies soft-tissue reflectivity (a fixed log-normal pattern per video).
+    `texture` [R, C] multiplies soft-tissue reflectivity (a fixed log-normal pattern per video).
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; EchoSynth renders {VIEWS}")
     base = (tissue.background * texture).astype(np.float32)
-    cv = _Canvas(x, y, len(st.phase), base)
+    cv = _Canvas(x, y, len(st.phase), base, labels)
     if view in _APICAL_LAYOUT:
         apex, e = _paint_apical(cv, view, heart, st, tissue, texture)
         mx, my = _material_long_axis(x, y, apex, e, heart, st)
@@ -320,8 +322,8 @@ def _paint_sac(cv: _Canvas, centre: np.ndarray, e: np.ndarray, a: float, b: floa
                tissue: TissueConfig, texture: np.ndarray) -> None:
     """Pericardium: a bright static shell with epicardial fat inside."""
     p = cv.local(centre, e, max(a, b))
-    cv.paint(p.idx, _ellipse(p, a, b), tissue.pericardium, LABELS["bright"])
-    cv.paint(p.idx, _ellipse(p, a - 0.3 * s, b - 0.3 * s), tissue.fat * texture, LABELS["tissue"])
+    cv.paint(p.sl, _ellipse(p, a, b), tissue.pericardium, LABELS["bright"])
+    cv.paint(p.sl, _ellipse(p, a - 0.3 * s, b - 0.3 * s), tissue.fat * texture, LABELS["tissue"])
 
 
 def _paint_apical(
@@ -350,9 +352,9 @@ def _paint_apical(
 
     if lay["liver"]:
         p = cv.local(np.array([1.0, 2.0]) * s, np.array([1.0, 0.0]), 9.0 * s)
-        cv.paint(p.idx, _ellipse(p, 9.0 * s, 5.5 * s), tissue.liver * texture, LABELS["tissue"])
+        cv.paint(p.sl, _ellipse(p, 9.0 * s, 5.5 * s), tissue.liver * texture, LABELS["tissue"])
         p = cv.local(np.array([-1.5, 4.0]) * s, _unit((1.0, 0.3)), 1.2 * s)
-        cv.paint(p.idx, _ellipse(p, 1.2 * s, 0.7 * s), tissue.blood, LABELS["tissue"])  # hepatic vein
+        cv.paint(p.sl, _ellipse(p, 1.2 * s, 0.7 * s), tissue.blood, LABELS["tissue"])  # hepatic vein
 
     extent = 1.5 * l_ed + gap
     rv_extra = 0.8 * heart.rv_scale * d_ed + rvw if lay["rv"] else 0.0
@@ -361,16 +363,16 @@ def _paint_apical(
                tissue, texture)
 
     p_la = cv.local(la_c, e, _fmax(la_w) / 2 + aw + _fmax(la_h) / 2)
-    cv.paint(p_la.idx, _ellipse(p_la, la_h / 2 + aw, la_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
+    cv.paint(p_la.sl, _ellipse(p_la, la_h / 2 + aw, la_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
     if lay["rv"]:
         p_ra = cv.local(ra_c, e, _fmax(ra_w) / 2 + aw + _fmax(ra_h) / 2)
-        cv.paint(p_ra.idx, _ellipse(p_ra, ra_h / 2 + aw, ra_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
+        cv.paint(p_ra.sl, _ellipse(p_ra, ra_h / 2 + aw, ra_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
         p_rv = cv.local(rv_base, e, _fmax(rv_len) + rvw + _fmax(rv_w))
-        cv.paint(p_rv.idx, _half_ellipse(p_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
+        cv.paint(p_rv.sl, _half_ellipse(p_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
     p_lv = cv.local(base, e, _fmax(L) + _fmax(D) + _fmax(wall))
-    cv.paint(p_lv.idx, _half_ellipse(p_lv, L + 0.8 * wall, D / 2 + wall), tissue.myocardium, LABELS["LV_wall"])
+    cv.paint(p_lv.sl, _half_ellipse(p_lv, L + 0.8 * wall, D / 2 + wall), tissue.myocardium, LABELS["LV_wall"])
     annulus = (p_lv.u >= 0) & (p_lv.u <= gap) & (np.abs(p_lv.v) <= _col(D / 2 + wall, t))
-    cv.paint(p_lv.idx, annulus, tissue.atrial_wall, LABELS["bright"])
+    cv.paint(p_lv.sl, annulus, tissue.atrial_wall, LABELS["bright"])
 
     p_ao = None
     if lay["aorta"] is not None:
@@ -381,15 +383,15 @@ def _paint_apical(
             ao_c = base + e[None, :] * (1.6 * s) + n[None, :] * 0.45 * d_ed
             ao_e, ao_a, ao_b = _unit((e[0] + 0.6 * n[0], e[1] + 0.6 * n[1])), 2.2 * s, 0.6 * s
         p_ao = cv.local(ao_c, ao_e, ao_a + 0.3 * s)
-        cv.paint(p_ao.idx, _ellipse(p_ao, ao_a + 0.2 * s, ao_b + 0.2 * s), tissue.atrial_wall, LABELS["bright"])
+        cv.paint(p_ao.sl, _ellipse(p_ao, ao_a + 0.2 * s, ao_b + 0.2 * s), tissue.atrial_wall, LABELS["bright"])
 
-    cv.paint(p_la.idx, _ellipse(p_la, la_h / 2, la_w / 2), tissue.blood, LABELS["LA"])
+    cv.paint(p_la.sl, _ellipse(p_la, la_h / 2, la_w / 2), tissue.blood, LABELS["LA"])
     if lay["rv"]:
-        cv.paint(p_ra.idx, _ellipse(p_ra, ra_h / 2, ra_w / 2), tissue.blood, LABELS["RA"])
-        cv.paint(p_rv.idx, _half_ellipse(p_rv, rv_len, rv_w / 2), tissue.blood, LABELS["RV"])
+        cv.paint(p_ra.sl, _ellipse(p_ra, ra_h / 2, ra_w / 2), tissue.blood, LABELS["RA"])
+        cv.paint(p_rv.sl, _half_ellipse(p_rv, rv_len, rv_w / 2), tissue.blood, LABELS["RV"])
     if p_ao is not None:
-        cv.paint(p_ao.idx, _ellipse(p_ao, ao_a, ao_b), tissue.blood, LABELS["AO"])
-    cv.paint(p_lv.idx, _half_ellipse(p_lv, L, D / 2), tissue.blood, LABELS["LV"])
+        cv.paint(p_ao.sl, _ellipse(p_ao, ao_a, ao_b), tissue.blood, LABELS["AO"])
+    cv.paint(p_lv.sl, _half_ellipse(p_lv, L, D / 2), tissue.blood, LABELS["LV"])
 
     # mitral (and tricuspid) leaflets: closed across the annulus in systole, open towards the apex
     hw = 0.09 * s
@@ -427,19 +429,19 @@ def _paint_plax(
     _paint_sac(cv, apex + e * sac_a - n * 0.4 * s, e, sac_a + 0.8 * s, d_ed / 2 + heart.wall_cm + 1.0 * s, s,
                tissue, texture)
     p_rv = cv.local(rv_c, e, 0.45 * l_ed + rvw)
-    cv.paint(p_rv.idx, _ellipse(p_rv, 0.45 * l_ed + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
-    cv.paint(p_rv.idx, _ellipse(p_rv, 0.45 * l_ed, rv_w / 2), tissue.blood, LABELS["RV"])
+    cv.paint(p_rv.sl, _ellipse(p_rv, 0.45 * l_ed + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
+    cv.paint(p_rv.sl, _ellipse(p_rv, 0.45 * l_ed, rv_w / 2), tissue.blood, LABELS["RV"])
     p_ao = cv.local(ao_c, e, ao_a + aw)
-    cv.paint(p_ao.idx, _ellipse(p_ao, ao_a + aw, ao_b + aw), tissue.atrial_wall, LABELS["bright"])
+    cv.paint(p_ao.sl, _ellipse(p_ao, ao_a + aw, ao_b + aw), tissue.atrial_wall, LABELS["bright"])
     p_la = cv.local(la_c, e, _fmax(la_r) + aw)
-    cv.paint(p_la.idx, _ellipse(p_la, la_r + aw, la_r + aw), tissue.atrial_wall, LABELS["bright"])
+    cv.paint(p_la.sl, _ellipse(p_la, la_r + aw, la_r + aw), tissue.atrial_wall, LABELS["bright"])
     p_lv = cv.local(base, e, _fmax(L) + _fmax(D) + _fmax(wall))
-    cv.paint(p_lv.idx, _half_ellipse(p_lv, L + 0.8 * wall, D / 2 + wall), tissue.myocardium, LABELS["LV_wall"])
-    cv.paint(p_ao.idx, _ellipse(p_ao, ao_a, ao_b), tissue.blood, LABELS["AO"])
-    cv.paint(p_la.idx, _ellipse(p_la, la_r, la_r), tissue.blood, LABELS["LA"])
-    cv.paint(p_lv.idx, _half_ellipse(p_lv, L, D / 2), tissue.blood, LABELS["LV"])
+    cv.paint(p_lv.sl, _half_ellipse(p_lv, L + 0.8 * wall, D / 2 + wall), tissue.myocardium, LABELS["LV_wall"])
+    cv.paint(p_ao.sl, _ellipse(p_ao, ao_a, ao_b), tissue.blood, LABELS["AO"])
+    cv.paint(p_la.sl, _ellipse(p_la, la_r, la_r), tissue.blood, LABELS["LA"])
+    cv.paint(p_lv.sl, _half_ellipse(p_lv, L, D / 2), tissue.blood, LABELS["LV"])
     lvot = (p_lv.u >= -1.0 * s) & (p_lv.u <= 0.6 * s) & (p_lv.v >= 0.0) & (p_lv.v <= _col(0.45 * D, cv.t))
-    cv.paint(p_lv.idx, lvot, tissue.blood, LABELS["LV"])  # LV outflow into the aortic root
+    cv.paint(p_lv.sl, lvot, tissue.blood, LABELS["LV"])  # LV outflow into the aortic root
 
     hw = 0.09 * s
     hinge_a = base + n[None, :] * (0.05 * D)[:, None]
@@ -485,17 +487,17 @@ def _paint_psax(cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig, te
     b_sac = r_ed + heart.wall_cm + 0.8 * r_ed * heart.rv_scale + 0.9 * s
     _paint_sac(cv, centre + ds * 0.7 * r_ed, perp, a_sac, b_sac, s, tissue, texture)
     p_rv = cv.local(rv_c, perp, rv_len + rvw)
-    cv.paint(p_rv.idx, _ellipse(p_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
-    cv.paint(p_rv.idx, _ellipse(p_rv, rv_len, rv_w / 2), tissue.blood, LABELS["RV"])
+    cv.paint(p_rv.sl, _ellipse(p_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
+    cv.paint(p_rv.sl, _ellipse(p_rv, rv_len, rv_w / 2), tissue.blood, LABELS["RV"])
 
     p = cv.local(centre, ds, _fmax(r + wall))  # u: towards the septum
     rho2 = p.u**2 + p.v**2
     epi = (rho2 <= _col((r + wall) ** 2, t)) & (p.u <= _col(cut + wall, t))
-    cv.paint(p.idx, epi, tissue.myocardium, LABELS["LV_wall"])
-    cv.paint(p.idx, (rho2 <= _col(r**2, t)) & (p.u <= _col(cut, t)), tissue.blood, LABELS["LV"])
-    for ang in (150.0, -150.0):  # papillary muscles, opposite the septum
-        pm = cv.local(centre + 0.62 * r_ed * _rotate(ds, ang), ds, 0.3 * _fmax(r))
-        cv.paint(pm.idx, pm.u**2 + pm.v**2 <= _col((0.3 * r) ** 2, t), tissue.myocardium, LABELS["LV_wall"])
+    cv.paint(p.sl, epi, tissue.myocardium, LABELS["LV_wall"])
+    cv.paint(p.sl, (rho2 <= _col(r**2, t)) & (p.u <= _col(cut, t)), tissue.blood, LABELS["LV"])
+    for ang in (125.0, -125.0):  # papillary muscles, away from the septum
+        pm = cv.local(centre + 0.68 * r_ed * _rotate(ds, ang), ds, 0.25 * _fmax(r))
+        cv.paint(pm.sl, pm.u**2 + pm.v**2 <= _col((0.22 * r) ** 2, t), tissue.myocardium, LABELS["LV_wall"])
     return centre
 
 

@@ -227,13 +227,11 @@ def render_video(
     t = np.arange(n_frames) / acq.fps
     phase = start_phase + t * patient.heart_rate_bpm / 60.0
     st = lv_state(patient.heart, phase)
-    vx, vy = grid.view_xy()
-    ax, ay = view_to_anatomy(vx.ravel(), vy.ravel(), acq)
-    texture = texture_field(rng, (grid.n_r, grid.n_theta), tissue.texture_sd).ravel()
-    scene = render_scene(view, patient.heart, st, ax, ay, tissue, texture)
+    ax, ay = view_to_anatomy(*grid.view_xy(), acq)
+    texture = texture_field(rng, (grid.n_r, grid.n_theta), tissue.texture_sd)
+    scene = render_scene(view, patient.heart, st, ax, ay, tissue, texture, labels=keep_maps)
     scat = scatterers(rng, scene.material_x, scene.material_y, grid.dr / 2, acq.speckle_static, acq.speckle_ar)
-    refl = scene.reflectivity.reshape(n_frames, grid.n_r, grid.n_theta)
-    amp = envelope(refl, scat, grid, acq, rng)
+    amp = envelope(scene.reflectivity, scat, grid, acq, rng)
     bmode = ScanConverter(grid, geometry)(log_compress(amp, acq))
     return SimVideo(
         frames=to_uint8(bmode),
@@ -244,6 +242,6 @@ def render_video(
         geometry=geometry,
         grid=grid,
         state=st,
-        labels=scene.labels.reshape(n_frames, grid.n_r, grid.n_theta) if keep_maps else None,
+        labels=scene.labels,
         amplitude=amp if keep_maps else None,
     )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from echojepa.io.sector import estimate_sector_mask, fill_convex_hull, mask_bbox, sample_indices
+from echojepa.io.sector import convex_hull, estimate_sector_mask, fill_convex_hull, mask_bbox, sample_indices
 
 
 def test_fan_mask_matches_true_fan_despite_text_and_ecg(make_fan_cine, mask_iou):
@@ -58,3 +58,17 @@ def test_sample_indices_span_the_video_evenly():
     idx = sample_indices(100, 16)
     assert idx[0] == 0 and idx[-1] == 99 and len(idx) == 16 and np.all(np.diff(idx) > 0)
     assert sample_indices(5, 16).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_hull_fill_matches_brute_force_half_planes():
+    rng = np.random.default_rng(3)
+    mask = np.zeros((50, 60), bool)
+    pts = rng.integers([5, 5], [45, 55], size=(12, 2))
+    mask[pts[:, 0], pts[:, 1]] = True
+    filled = fill_convex_hull(mask)
+    hull = convex_hull(np.stack([pts[:, 1], pts[:, 0]], axis=1))  # (x, y)
+    yy, xx = np.mgrid[:50, :60]
+    inside = np.ones((50, 60), bool)
+    for (ax, ay), (bx, by) in zip(hull, np.roll(hull, -1, axis=0)):
+        inside &= (bx - ax) * (yy - ay) - (by - ay) * (xx - ax) >= 0
+    assert np.array_equal(filled, inside)
