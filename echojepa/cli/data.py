@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,8 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.add_argument("--no-decode", action="store_true", help="skip probing and decoding the files")
     c.add_argument("--workers", type=int, default=1, help="threads decoding files")
-    c.add_argument("-o", "--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="reader option, e.g. -o test_fold=3 -o views=[A4C]")
+    c.add_argument(
+        "-o",
+        "--option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reader option, e.g. -o test_fold=3 -o views=[A4C]",
+    )
 
     i = sub.add_parser("inspect", help="what one video/DICOM holds and what the model will see")
     i.add_argument("file", type=Path)
@@ -76,11 +84,18 @@ def _synth(args: argparse.Namespace, console: Console) -> int:
 def _check(args: argparse.Namespace, console: Console) -> int:
     from echojepa.data.check import check_dataset
 
+    # The report lists every skipped row itself: the reader's per-row log lines would repeat them.
+    reader_log = logging.getLogger("echojepa.data.datasets")
+    level = reader_log.level
+    reader_log.setLevel(logging.ERROR)
     try:
-        report = check_dataset(args.format, args.root, decode=not args.no_decode, workers=args.workers,
-                               **dict(args.option))
+        report = check_dataset(
+            args.format, args.root, decode=not args.no_decode, workers=args.workers, **dict(args.option)
+        )
     except (FileNotFoundError, DatasetError, ValueError, TypeError) as e:
         return _fail(str(e))
+    finally:
+        reader_log.setLevel(level)
     if args.json:
         print(report.dumps())
         return 0 if report.ok else 1
@@ -88,8 +103,9 @@ def _check(args: argparse.Namespace, console: Console) -> int:
     counts = Table(title=f"{args.format}: {escape(str(args.root))}")
     for name in (*report.counts, "excluded", "problems"):
         counts.add_column(name, justify="right")
-    counts.add_row(*(str(v) for v in report.counts.values()), str(len(report.excluded)),
-                   str(len(report.problems)))
+    counts.add_row(
+        *(str(v) for v in report.counts.values()), str(len(report.excluded)), str(len(report.problems))
+    )
     console.print(counts)
     if report.label_stats:
         labels = Table(title="labels")

@@ -123,11 +123,13 @@ def full_frame_geometry(height: int, width: int, depth_cm: float) -> FrameGeomet
     return FrameGeometry(height, width, (width - 1) / 2, 0.0, depth_cm / height)
 
 
-def boxed_geometry(height: int, width: int, box: tuple[int, int, int, int], grid: PolarGrid) -> FrameGeometry:
+def boxed_geometry(
+    height: int, width: int, box: tuple[int, int, int, int], depth_cm: float, sector_deg: float
+) -> FrameGeometry:
     """Fit the whole cone inside the pixel box (x0, y0, x1, y1), apex at the top centre of the box."""
     x0, y0, x1, y1 = box
-    half = np.deg2rad(grid.sector_deg) / 2
-    spacing = max(grid.depth_cm / (y1 - y0 - 1), 2 * grid.depth_cm * np.sin(half) / (x1 - x0 - 1))
+    half = np.deg2rad(sector_deg) / 2
+    spacing = max(depth_cm / (y1 - y0 - 1), 2 * depth_cm * np.sin(half) / (x1 - x0 - 1))
     return FrameGeometry(height, width, (x0 + x1 - 1) / 2, float(y0), spacing)
 
 
@@ -256,3 +258,22 @@ def log_compress(amplitude: np.ndarray, acq: Acquisition) -> np.ndarray:
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def doppler_spectrum(
+    rng: np.random.Generator, peak_velocity_ms: float, heart_rate_bpm: float, systole_frac: float,
+    height: int, width: int, seconds: float = 3.0, scale_ms: float = 5.0,
+) -> np.ndarray:
+    """A CW Doppler spectral display [height, width] in 0..1: time along x, velocity down from a
+    baseline at the top quarter (flow away from the probe, like a tricuspid regurgitant jet)."""
+    t = np.arange(width) / width * seconds
+    phase = np.mod(t * heart_rate_bpm / 60.0 + float(rng.uniform(0, 1)), 1.0)
+    env = np.where(phase < systole_frac, np.clip(np.sin(np.pi * phase / systole_frac), 0, 1) ** 0.7, 0.0) * peak_velocity_ms
+    base = height // 4
+    v = (np.arange(height) - base) / (height - base) * scale_ms  # [H] m/s below the baseline
+    inside = (v[:, None] >= 0) & (v[:, None] <= env[None, :])
+    level = np.where(inside, 0.35 + 0.5 * (v[:, None] / np.maximum(env[None, :], 1e-6)), 0.0)
+    speckle = rng.rayleigh(0.6, size=(height, width))
+    img = np.clip(level * speckle + 0.03 * rng.rayleigh(1.0, size=(height, width)), 0.0, 1.0)
+    img[base, :] = 0.8  # baseline
+    return img.astype(np.float32)

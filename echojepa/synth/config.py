@@ -139,6 +139,7 @@ class VideoConfig:
 @dataclass
 class SynthConfig:
     name: str = "tiny"
+    workers: int = 1  # processes rendering videos (output bytes do not depend on it)
     video: VideoConfig = field(default_factory=VideoConfig)
     echonet: EchoNetConfig = field(default_factory=EchoNetConfig)
     site_b: SiteBConfig = field(default_factory=SiteBConfig)
@@ -153,10 +154,18 @@ class SynthConfig:
     )
 
 
+WORLD_FILE = "world"  # conf/synth/world.yaml: the physics every preset shares
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / "synth").glob("*.yaml") if p.stem != WORLD_FILE)
+
+
 def load_config(preset: str | Path | SynthConfig, **overrides: object) -> SynthConfig:
     """A preset name (`tiny`, `demo`, `full`), a YAML path or a ready SynthConfig -> SynthConfig.
 
-    `overrides` are dotted keys (`echonet.train=3`) applied on top, for tests and quick experiments.
+    A preset YAML is merged over conf/synth/world.yaml (sites, populations, tissue), so presets only
+    hold what differs (counts, video lengths). `overrides` are dotted keys (`echonet.train=3`).
     """
     if isinstance(preset, SynthConfig):
         base = OmegaConf.structured(preset)
@@ -165,9 +174,9 @@ def load_config(preset: str | Path | SynthConfig, **overrides: object) -> SynthC
         if path.suffix not in (".yaml", ".yml"):
             path = CONF_DIR / "synth" / f"{preset}.yaml"
         if not path.is_file():
-            known = sorted(p.stem for p in (CONF_DIR / "synth").glob("*.yaml"))
-            raise ValueError(f"unknown EchoSynth preset {str(preset)!r} (no {path}); known: {known}")
-        base = OmegaConf.merge(OmegaConf.structured(SynthConfig), OmegaConf.load(path))
+            raise ValueError(f"unknown EchoSynth preset {str(preset)!r} (no {path}); known: {preset_names()}")
+        world = CONF_DIR / "synth" / f"{WORLD_FILE}.yaml"
+        base = OmegaConf.merge(OmegaConf.structured(SynthConfig), OmegaConf.load(world), OmegaConf.load(path))
     if overrides:
         base = OmegaConf.merge(base, OmegaConf.from_dotlist([f"{k}={v}" for k, v in overrides.items()]))
     cfg = OmegaConf.to_object(base)

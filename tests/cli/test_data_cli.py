@@ -12,8 +12,13 @@ import pytest
 from echojepa.cli.data import main
 
 HEADER = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"]
-IDENTIFIERS = {"PatientName": "Doe^Jane", "PatientID": "MRN-4455667", "PatientBirthDate": "19510203",
-               "AccessionNumber": "ACC-99881", "InstitutionName": "Saint Nowhere Hospital"}
+IDENTIFIERS = {
+    "PatientName": "Doe^Jane",
+    "PatientID": "MRN-4455667",
+    "PatientBirthDate": "19510203",
+    "AccessionNumber": "ACC-99881",
+    "InstitutionName": "Saint Nowhere Hospital",
+}
 
 
 def _frames(n: int = 4, size: int = 16) -> np.ndarray:
