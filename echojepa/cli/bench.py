@@ -18,8 +18,11 @@ def _module(model: str, objective: str, **model_overrides):
     from echojepa.pretrain.build import build_module
 
     cfg = OmegaConf.create(
-        {"model": OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml"),
-         "objective": OmegaConf.load(CONF_DIR / "objective" / f"{objective}.yaml"), "seed": 0}
+        {
+            "model": OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml"),
+            "objective": OmegaConf.load(CONF_DIR / "objective" / f"{objective}.yaml"),
+            "seed": 0,
+        }
     )
     for k, v in model_overrides.items():
         OmegaConf.update(cfg, f"model.{k}", v)
@@ -48,11 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         results[f"cpu_tiny_{objective}"] = pretrain_step_throughput(m, batch_size=8, device=device)
 
     enc = _module("vitb", "jepa").encoder
-    results["masked_vs_full_vitb_16x224"] = masked_vs_full(enc, 1, 16, 224, keep_fraction=0.2, warmup=1, repeat=3, device=device)
+    results["masked_vs_full_vitb_16x224"] = masked_vs_full(
+        enc, 1, 16, 224, keep_fraction=0.2, warmup=1, repeat=3, device=device
+    )
 
     if not args.skip_vitl:
         m = _module("vitl", "jepa")
-        results["vitl_jepa_16x224_b1"] = pretrain_step_throughput(m, batch_size=1, warmup=1, repeat=1, device=device)
+        results["vitl_jepa_16x224_b1"] = pretrain_step_throughput(
+            m, batch_size=1, warmup=1, repeat=1, device=device
+        )
 
     if args.json:
         print(json.dumps(results, indent=2))

@@ -28,8 +28,14 @@ def _time(fn: Callable[[], Any], warmup: int, repeat: int, sync: Callable[[], No
     return times[len(times) // 2]  # median
 
 
-def pretrain_step_throughput(module: torch.nn.Module, batch_size: int, warmup: int = 2, repeat: int = 5,
-                             device: str = "cpu", dtype: torch.dtype | None = None) -> dict[str, float]:
+def pretrain_step_throughput(
+    module: torch.nn.Module,
+    batch_size: int,
+    warmup: int = 2,
+    repeat: int = 5,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> dict[str, float]:
     """Time full optimisation steps of a PretrainModule (EchoJEPA or EchoMAE) on random clips."""
     module = module.to(device).train()
     params = [p for m in module.trainable_modules() for p in m.parameters()]
@@ -60,17 +66,31 @@ def pretrain_step_throughput(module: torch.nn.Module, batch_size: int, warmup: i
     }
 
 
-def masked_vs_full(encoder: torch.nn.Module, batch_size: int, num_frames: int, img_size: int,
-                   keep_fraction: float = 0.2, warmup: int = 2, repeat: int = 5, device: str = "cpu",
-                   dtype: torch.dtype | None = None) -> dict[str, float]:
+def masked_vs_full(
+    encoder: torch.nn.Module,
+    batch_size: int,
+    num_frames: int,
+    img_size: int,
+    keep_fraction: float = 0.2,
+    warmup: int = 2,
+    repeat: int = 5,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> dict[str, float]:
     """Forward+backward of the context encoder on all tokens vs on `keep_fraction` of them."""
     encoder = encoder.to(device).train()
     x = torch.randn(batch_size, 3, num_frames, img_size, img_size, device=device)
-    t, h, w = (num_frames // encoder.tubelet_size, img_size // encoder.patch_size, img_size // encoder.patch_size)
+    t, h, w = (
+        num_frames // encoder.tubelet_size,
+        img_size // encoder.patch_size,
+        img_size // encoder.patch_size,
+    )
     n = t * h * w
     k = max(1, int(n * keep_fraction))
     g = torch.Generator().manual_seed(0)
-    keep = torch.stack([torch.randperm(n, generator=g)[:k].sort().values for _ in range(batch_size)]).to(device)
+    keep = torch.stack([torch.randperm(n, generator=g)[:k].sort().values for _ in range(batch_size)]).to(
+        device
+    )
 
     def run(keep_idx: torch.Tensor | None) -> Callable[[], None]:
         def fn() -> None:
@@ -94,5 +114,9 @@ def masked_vs_full(encoder: torch.nn.Module, batch_size: int, num_frames: int, i
         "full_step_s": full,
         "masked_step_s": masked,
         "speedup": full / masked,
-        "full_tflops_per_s": 3 * encoder_forward_flops(n, dim, depth, hidden, patch_dim) * batch_size / full / 1e12,
+        "full_tflops_per_s": 3
+        * encoder_forward_flops(n, dim, depth, hidden, patch_dim)
+        * batch_size
+        / full
+        / 1e12,
     }

@@ -74,7 +74,9 @@ def build_logger(cfg: dict[str, Any], run_dir: Path, run_name: str) -> Any:
     raise ValueError(f"unknown logger kind {kind!r}; valid: mlflow, csv, none")
 
 
-def build_trainer(cfg: dict[str, Any], run_dir: Path, logger: Any, extra_callbacks: list | None = None) -> L.Trainer:
+def build_trainer(
+    cfg: dict[str, Any], run_dir: Path, logger: Any, extra_callbacks: list | None = None
+) -> L.Trainer:
     tcfg = dict(cfg["trainer"])
     tcfg["strategy"] = build_strategy(tcfg.get("strategy", "auto"))
     ckpt = cfg.get("checkpoint", {})

@@ -33,7 +33,9 @@ class DataPosition(L.Callback):
     """Tells a resumable train loader how many batches of the current epoch were consumed, so the
     checkpoint records the true data position (the loader itself runs ahead by its prefetch)."""
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         loader = trainer.train_dataloader
         if hasattr(loader, "mark_consumed"):
             loader.mark_consumed(batch_idx + 1)

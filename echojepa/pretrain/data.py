@@ -20,7 +20,9 @@ def ensure_synthetic(data_cfg: dict[str, Any]) -> None:
     from echojepa.synth import generate
 
     world = root.parent
-    log.info("writing the synthetic echo world (preset %s, seed %s) to %s", synth["preset"], synth["seed"], world)
+    log.info(
+        "writing the synthetic echo world (preset %s, seed %s) to %s", synth["preset"], synth["seed"], world
+    )
     generate(world, synth["preset"], seed=synth["seed"])
     if not root.exists():
         raise FileNotFoundError(f"{root}: the synthetic world was written but this dataset folder is missing")

@@ -1,12 +1,12 @@
 """EchoJEPA pretraining: predict the EMA target encoder's features of masked tokens from the rest.
 
-    video [B, C, T, H, W]
-      -> target encoder (EMA, no grad) on all tokens -> LayerNorm (no affine)   h   [B, N, D]
-      for each mask group (context idx [B, Nc], target idx [B, Nt]):
-      -> context encoder on the context tokens only                              z   [B, Nc, D]
-      -> predictor(z, context idx, target idx)                                   p   [B, Nt, D]
-      -> L1(p, h[target idx]), averaged over groups
-    after every optimizer step: target <- m * target + (1 - m) * encoder
+video [B, C, T, H, W]
+  -> target encoder (EMA, no grad) on all tokens -> LayerNorm (no affine)   h   [B, N, D]
+  for each mask group (context idx [B, Nc], target idx [B, Nt]):
+  -> context encoder on the context tokens only                              z   [B, Nc, D]
+  -> predictor(z, context idx, target idx)                                   p   [B, Nt, D]
+  -> L1(p, h[target idx]), averaged over groups
+after every optimizer step: target <- m * target + (1 - m) * encoder
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ class EchoJEPA(PretrainModule):
         super().__init__(encoder, img_size, num_frames, optim, schedule, compile, seed)
         self.save_hyperparameters()
         self.predictor = Predictor(embed_dim=self.encoder.embed_dim, **predictor)
+        if len(masks) > len(self.predictor.mask_tokens):
+            raise ValueError(f"{len(masks)} mask groups need as many predictor mask tokens")
+        # Group g uses mask token g (as in V-JEPA 2); the other released tokens are kept for the
+        # checkpoint layout but frozen, so DDP sees no parameter without a gradient.
+        for token in list(self.predictor.mask_tokens)[len(masks) :]:
+            token.requires_grad_(False)
         self.target_encoder = make_target(self.encoder)
         ema = {"start": 0.99925, "end": 0.99925, "ramp_steps": 0, **(ema or {})}
         self.ema_cfg = ema
@@ -55,7 +61,7 @@ class EchoJEPA(PretrainModule):
         self.mask_generator = MultiBlockMaskGenerator(
             self.grid_size, [MaskGroupConfig(**g) for g in masks], seed=seed
         )
-        self._last_ema_step = -1
+        self.ema_updates = 0  # saved in checkpoints; equals the optimizer steps taken
         self._flops_per_sample: float | None = None
 
     def trainable_modules(self) -> list[nn.Module]:
@@ -66,7 +72,9 @@ class EchoJEPA(PretrainModule):
         return [self.encoder, self.target_encoder, self.predictor]
 
     def momentum(self) -> float:
-        return momentum_at(self.global_step, self.ema_cfg["ramp_steps"], self.ema_cfg["start"], self.ema_cfg["end"])
+        return momentum_at(
+            self.global_step, self.ema_cfg["ramp_steps"], self.ema_cfg["start"], self.ema_cfg["end"]
+        )
 
     # ----- the objective --------------------------------------------------------------------------
     def jepa_loss(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
@@ -77,9 +85,9 @@ class EchoJEPA(PretrainModule):
             h = self.target_encoder(video)  # [B, N, D]
             h = F.layer_norm(h, (h.shape[-1],))
         losses = []
-        for ctx_idx, tgt_idx in groups:
+        for g, (ctx_idx, tgt_idx) in enumerate(groups):
             z = self.encoder(video, keep=ctx_idx)  # [B, Nc, D]
-            p = self.predictor(z, ctx_idx, tgt_idx, grid_size=self.grid_size)  # [B, Nt, D]
+            p = self.predictor(z, ctx_idx, tgt_idx, grid_size=self.grid_size, mask_token_id=g)  # [B, Nt, D]
             losses.append((p - gather_tokens(h, tgt_idx)).abs().mean())
         return torch.stack(losses).mean(), h, groups
 
@@ -95,12 +103,15 @@ class EchoJEPA(PretrainModule):
             self.log("monitor/target_erank", effective_rank(h), on_step=True, on_epoch=False)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # Once per optimizer step, after it: global_step only advances when the optimizer stepped,
-        # so gradient accumulation never updates the target twice (or before the step).
-        if self.global_step != self._last_ema_step and self.global_step > 0:
-            ema_update(self.target_encoder, self.encoder, self.momentum())
-            self._last_ema_step = self.global_step
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
+    ) -> None:
+        # The EMA follows every optimizer step immediately, before any callback (checkpointing) runs, so
+        # a checkpoint always holds the target that matches its online weights. Lightning calls this only
+        # on accumulation boundaries, so accumulation never updates the target twice.
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        ema_update(self.target_encoder, self.encoder, self.momentum())
+        self.ema_updates += 1
 
     # ----- bookkeeping ----------------------------------------------------------------------------
     def flops_per_sample(self, groups: list) -> float:
@@ -119,9 +130,9 @@ class EchoJEPA(PretrainModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mask_generator"] = self.mask_generator.state_dict()
-        checkpoint["last_ema_step"] = self._last_ema_step
+        checkpoint["ema_updates"] = self.ema_updates
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "mask_generator" in checkpoint:
             self.mask_generator.load_state_dict(checkpoint["mask_generator"])
-        self._last_ema_step = checkpoint.get("last_ema_step", -1)
+        self.ema_updates = int(checkpoint.get("ema_updates", 0))

@@ -41,7 +41,9 @@ class ScheduleConfig:
 
 def lr_at(step: int, cfg: ScheduleConfig) -> float:
     if cfg.kind not in ("warmup_constant", "cooldown", "warmup_cosine"):
-        raise ValueError(f"unknown schedule kind {cfg.kind!r}; valid: warmup_constant, cooldown, warmup_cosine")
+        raise ValueError(
+            f"unknown schedule kind {cfg.kind!r}; valid: warmup_constant, cooldown, warmup_cosine"
+        )
     if cfg.kind != "cooldown" and step < cfg.warmup_steps:
         return cfg.start_lr + (cfg.lr - cfg.start_lr) * (step + 1) / cfg.warmup_steps
     if cfg.kind == "warmup_constant":
@@ -58,7 +60,9 @@ def lr_at(step: int, cfg: ScheduleConfig) -> float:
     return cfg.final_lr + 0.5 * (cfg.lr - cfg.final_lr) * (1 + math.cos(math.pi * frac))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: ScheduleConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step LambdaLR whose factor reproduces `lr_at` (base lr of every group = cfg.lr)."""
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr

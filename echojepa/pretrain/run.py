@@ -79,7 +79,9 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         allow = bool(cfg.get("init_allow_partial", False))
         import_reference_encoder(cfg["init_from"], module.encoder, which="encoder", allow_partial=allow)
         if hasattr(module, "target_encoder"):
-            import_reference_encoder(cfg["init_from"], module.target_encoder, which="target_encoder", allow_partial=allow)
+            import_reference_encoder(
+                cfg["init_from"], module.target_encoder, which="target_encoder", allow_partial=allow
+            )
             import_reference_predictor(cfg["init_from"], module.predictor, allow_partial=allow)
     run_name = cfg.get("run_name") or cfg["objective"]["name"]
     logger = build_logger(cfg, run_dir, run_name)
@@ -90,7 +92,9 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     elapsed = time.perf_counter() - t0
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
+    }
     summary = {
         "objective": cfg["objective"]["name"],
         "model": cfg["model"].get("name"),
@@ -104,8 +108,14 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     }
     export = cfg.get("export_reference", True)
     states = (
-        [full_state_dict(m) for m in (module.encoder, getattr(module, "predictor", None),
-                                      getattr(module, "target_encoder", module.encoder))]
+        [
+            full_state_dict(m)
+            for m in (
+                module.encoder,
+                getattr(module, "predictor", None),
+                getattr(module, "target_encoder", module.encoder),
+            )
+        ]
         if export
         else []
     )

@@ -103,7 +103,10 @@ class FrameGeometry:
     def to_pixels(self, view_points: np.ndarray) -> np.ndarray:
         """View-frame cm [..., 2] -> pixel coordinates (x = column, y = row; pixel centres at integers)."""
         return np.stack(
-            [self.apex_col + view_points[..., 0] / self.spacing_cm, self.apex_row + view_points[..., 1] / self.spacing_cm],
+            [
+                self.apex_col + view_points[..., 0] / self.spacing_cm,
+                self.apex_row + view_points[..., 1] / self.spacing_cm,
+            ],
             -1,
         )
 
@@ -133,12 +136,15 @@ def boxed_geometry(
     return FrameGeometry(height, width, (x0 + x1 - 1) / 2, float(y0), spacing)
 
 
-def polar_grid_for(geom: FrameGeometry, depth_cm: float, sector_deg: float, r_per_px: float,
-                   theta_per_px: float) -> PolarGrid:
+def polar_grid_for(
+    geom: FrameGeometry, depth_cm: float, sector_deg: float, r_per_px: float, theta_per_px: float
+) -> PolarGrid:
     """A polar grid about as fine as the output pixels (finer would only cost time)."""
     depth_px = depth_cm / geom.spacing_cm
     arc_px = depth_px * np.deg2rad(sector_deg)
-    return PolarGrid(max(8, round(depth_px * r_per_px)), max(8, round(arc_px * theta_per_px)), depth_cm, sector_deg)
+    return PolarGrid(
+        max(8, round(depth_px * r_per_px)), max(8, round(arc_px * theta_per_px)), depth_cm, sector_deg
+    )
 
 
 class ScanConverter:
@@ -191,20 +197,29 @@ def psf_kernels(grid: PolarGrid, acq: Acquisition) -> tuple[np.ndarray, np.ndarr
 
 
 def scatterers(
-    rng: np.random.Generator, material_x: np.ndarray, material_y: np.ndarray, cell_cm: float,
-    static: float, ar: float,
+    rng: np.random.Generator,
+    material_x: np.ndarray,
+    material_y: np.ndarray,
+    cell_r_cm: float,
+    cell_theta_rad: float,
+    static: float,
+    ar: float,
 ) -> np.ndarray:
     """Unit-power complex scatterer field (complex64, the shape of material_x, [T, ...]).
 
-    `static` of the power comes from a white field fixed in the tissue, looked up (nearest cell) at
-    each sample's material position; the rest is an AR(1) process over frames with coefficient `ar`.
-    Frame-to-frame correlation of still tissue is about static + (1 - static) * ar.
+    `static` of the power comes from a white field fixed in the tissue: a polar cell grid about the
+    transducer (cells cell_r_cm x cell_theta_rad, finer than the render grid so neighbouring samples
+    never share a cell) looked up at each sample's material position. The rest is an AR(1) process
+    over frames with coefficient `ar`. Still tissue keeps a frame-to-frame correlation of about
+    static + (1 - static) * ar.
     """
-    x0, y0 = float(material_x.min()), float(material_y.min())
-    ix = ((material_x - x0) * np.float32(1.0 / cell_cm)).astype(np.int32)
-    iy = ((material_y - y0) * np.float32(1.0 / cell_cm)).astype(np.int32)
-    nx = int(ix.max()) + 1
-    fixed = _complex_normal(rng, (int(iy.max()) + 1) * nx)[iy * nx + ix]  # [T, ...]
+    r = np.hypot(material_x, material_y)
+    th = np.arctan2(material_x, material_y)
+    th0 = float(th.min())
+    ir = (r * np.float32(1.0 / cell_r_cm)).astype(np.int32)
+    it = ((th - th0) * np.float32(1.0 / cell_theta_rad)).astype(np.int32)
+    nt = int(it.max()) + 1
+    fixed = _complex_normal(rng, (int(ir.max()) + 1) * nt)[ir * nt + it]  # [T, ...]
     fresh = _complex_normal(rng, material_x.size).reshape(material_x.shape)
     a, b = np.float32(ar), np.float32(np.sqrt(1 - ar**2))
     for k in range(1, fresh.shape[0]):
@@ -220,7 +235,11 @@ def _complex_normal(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def envelope(
-    reflectivity: np.ndarray, scat: np.ndarray, grid: PolarGrid, acq: Acquisition, rng: np.random.Generator,
+    reflectivity: np.ndarray,
+    scat: np.ndarray,
+    grid: PolarGrid,
+    acq: Acquisition,
+    rng: np.random.Generator,
     noise_floor_db: float = -60.0,
 ) -> np.ndarray:
     """Echo amplitude [T, n_r, n_theta] (before log compression).
@@ -261,14 +280,23 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def doppler_spectrum(
-    rng: np.random.Generator, peak_velocity_ms: float, heart_rate_bpm: float, systole_frac: float,
-    height: int, width: int, seconds: float = 3.0, scale_ms: float = 5.0,
+    rng: np.random.Generator,
+    peak_velocity_ms: float,
+    heart_rate_bpm: float,
+    systole_frac: float,
+    height: int,
+    width: int,
+    seconds: float = 3.0,
+    scale_ms: float = 5.0,
 ) -> np.ndarray:
     """A CW Doppler spectral display [height, width] in 0..1: time along x, velocity down from a
     baseline at the top quarter (flow away from the probe, like a tricuspid regurgitant jet)."""
     t = np.arange(width) / width * seconds
     phase = np.mod(t * heart_rate_bpm / 60.0 + float(rng.uniform(0, 1)), 1.0)
-    env = np.where(phase < systole_frac, np.clip(np.sin(np.pi * phase / systole_frac), 0, 1) ** 0.7, 0.0) * peak_velocity_ms
+    env = (
+        np.where(phase < systole_frac, np.clip(np.sin(np.pi * phase / systole_frac), 0, 1) ** 0.7, 0.0)
+        * peak_velocity_ms
+    )
     base = height // 4
     v = (np.arange(height) - base) / (height - base) * scale_ms  # [H] m/s below the baseline
     inside = (v[:, None] >= 0) & (v[:, None] <= env[None, :])

@@ -225,8 +225,13 @@ def _rotate(e: np.ndarray, deg: np.ndarray | float) -> np.ndarray:
 
 
 def _leaflets(
-    cv: _Canvas, hinge: np.ndarray, closed_dir: np.ndarray, open_dir: np.ndarray, length: float,
-    opening: np.ndarray, half_width: float,
+    cv: _Canvas,
+    hinge: np.ndarray,
+    closed_dir: np.ndarray,
+    open_dir: np.ndarray,
+    length: float,
+    opening: np.ndarray,
+    half_width: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A valve leaflet swinging from its closed to its open direction with `opening` [T]."""
     ang_c = np.arctan2(closed_dir[1], closed_dir[0])
@@ -255,7 +260,7 @@ def _material_long_axis(
     b_ref = np.where(
         np.abs(b) <= hw_t, b * (hw_ed / hw_t), np.sign(b) * np.sqrt(np.maximum(b**2 - hw_t**2 + hw_ed**2, 0))
     )
-    w = np.exp(-((np.hypot(a - f32(0.6) * l_ed, b) / (f32(1.3) * l_ed)) ** 4))  # [1, R, C]
+    w = np.exp(-((np.hypot(a - f32(0.6) * l_ed, b) / (f32(1.15) * l_ed)) ** 6))  # [1, R, C]
     a2 = a + w * (a_ref - a)  # [T, R, C]
     b2 = b + w * (b_ref - b)
     mx = f32(apex[0]) + a2 * f32(e[0]) + b2 * f32(n[0])
@@ -279,8 +284,14 @@ def _material_radial(
 
 
 def render_scene(
-    view: str, heart: Heart, st: LVState, x: np.ndarray, y: np.ndarray, tissue: TissueConfig,
-    texture: np.ndarray, labels: bool = False,
+    view: str,
+    heart: Heart,
+    st: LVState,
+    x: np.ndarray,
+    y: np.ndarray,
+    tissue: TissueConfig,
+    texture: np.ndarray,
+    labels: bool = False,
 ) -> Scene:
     """Reflectivity (and labels) of `view` at every frame of `st`, sampled at anatomy-frame points
     x, y [R, C] (a polar grid: shapes are cut out by index rectangles of it).
@@ -318,8 +329,16 @@ def _fmax(a: np.ndarray | float) -> float:
     return float(np.max(a))
 
 
-def _paint_sac(cv: _Canvas, centre: np.ndarray, e: np.ndarray, a: float, b: float, s: float,
-               tissue: TissueConfig, texture: np.ndarray) -> None:
+def _paint_sac(
+    cv: _Canvas,
+    centre: np.ndarray,
+    e: np.ndarray,
+    a: float,
+    b: float,
+    s: float,
+    tissue: TissueConfig,
+    texture: np.ndarray,
+) -> None:
     """Pericardium: a bright static shell with epicardial fat inside."""
     p = cv.local(centre, e, max(a, b))
     cv.paint(p.sl, _ellipse(p, a, b), tissue.pericardium, LABELS["bright"])
@@ -359,8 +378,16 @@ def _paint_apical(
     extent = 1.5 * l_ed + gap
     rv_extra = 0.8 * heart.rv_scale * d_ed + rvw if lay["rv"] else 0.0
     sac_c = apex + e * (extent / 2 - 0.3 * s) - n * (rv_extra / 2)
-    _paint_sac(cv, sac_c, e, extent / 2 + 0.7 * s, d_ed / 2 + heart.wall_cm + rv_extra / 2 + 0.6 * s, s,
-               tissue, texture)
+    _paint_sac(
+        cv,
+        sac_c,
+        e,
+        extent / 2 + 0.7 * s,
+        d_ed / 2 + heart.wall_cm + rv_extra / 2 + 0.6 * s,
+        s,
+        tissue,
+        texture,
+    )
 
     p_la = cv.local(la_c, e, _fmax(la_w) / 2 + aw + _fmax(la_h) / 2)
     cv.paint(p_la.sl, _ellipse(p_la, la_h / 2 + aw, la_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
@@ -368,7 +395,9 @@ def _paint_apical(
         p_ra = cv.local(ra_c, e, _fmax(ra_w) / 2 + aw + _fmax(ra_h) / 2)
         cv.paint(p_ra.sl, _ellipse(p_ra, ra_h / 2 + aw, ra_w / 2 + aw), tissue.atrial_wall, LABELS["bright"])
         p_rv = cv.local(rv_base, e, _fmax(rv_len) + rvw + _fmax(rv_w))
-        cv.paint(p_rv.sl, _half_ellipse(p_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
+        cv.paint(
+            p_rv.sl, _half_ellipse(p_rv, rv_len + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"]
+        )
     p_lv = cv.local(base, e, _fmax(L) + _fmax(D) + _fmax(wall))
     cv.paint(p_lv.sl, _half_ellipse(p_lv, L + 0.8 * wall, D / 2 + wall), tissue.myocardium, LABELS["LV_wall"])
     annulus = (p_lv.u >= 0) & (p_lv.u <= gap) & (np.abs(p_lv.v) <= _col(D / 2 + wall, t))
@@ -383,7 +412,9 @@ def _paint_apical(
             ao_c = base + e[None, :] * (1.6 * s) + n[None, :] * 0.45 * d_ed
             ao_e, ao_a, ao_b = _unit((e[0] + 0.6 * n[0], e[1] + 0.6 * n[1])), 2.2 * s, 0.6 * s
         p_ao = cv.local(ao_c, ao_e, ao_a + 0.3 * s)
-        cv.paint(p_ao.sl, _ellipse(p_ao, ao_a + 0.2 * s, ao_b + 0.2 * s), tissue.atrial_wall, LABELS["bright"])
+        cv.paint(
+            p_ao.sl, _ellipse(p_ao, ao_a + 0.2 * s, ao_b + 0.2 * s), tissue.atrial_wall, LABELS["bright"]
+        )
 
     cv.paint(p_la.sl, _ellipse(p_la, la_h / 2, la_w / 2), tissue.blood, LABELS["LA"])
     if lay["rv"]:
@@ -399,11 +430,18 @@ def _paint_apical(
         closed = -side * n + 0.25 * -e
         opened = -e - side * 0.15 * n
         hinge = base + side * n[None, :] * (0.42 * D)[:, None]
-        cv.paint(*_leaflets(cv, hinge, closed, opened, 0.4 * d_ed, st.mitral_open, hw), tissue.valve, LABELS["bright"])
+        cv.paint(
+            *_leaflets(cv, hinge, closed, opened, 0.4 * d_ed, st.mitral_open, hw),
+            tissue.valve,
+            LABELS["bright"],
+        )
         if lay["rv"]:
             hinge_rv = rv_base + side * n[None, :] * (0.4 * rv_w)[:, None]
-            cv.paint(*_leaflets(cv, hinge_rv, closed, opened, 0.35 * d_ed, st.mitral_open, hw), tissue.valve,
-                     LABELS["bright"])
+            cv.paint(
+                *_leaflets(cv, hinge_rv, closed, opened, 0.35 * d_ed, st.mitral_open, hw),
+                tissue.valve,
+                LABELS["bright"],
+            )
     return apex, e
 
 
@@ -426,8 +464,16 @@ def _paint_plax(
     rvw, aw = heart.rv_wall_cm, 0.25 * s
 
     sac_a = 0.55 * (l_ed + 4 * s)
-    _paint_sac(cv, apex + e * sac_a - n * 0.4 * s, e, sac_a + 0.8 * s, d_ed / 2 + heart.wall_cm + 1.0 * s, s,
-               tissue, texture)
+    _paint_sac(
+        cv,
+        apex + e * sac_a - n * 0.4 * s,
+        e,
+        sac_a + 0.8 * s,
+        d_ed / 2 + heart.wall_cm + 1.0 * s,
+        s,
+        tissue,
+        texture,
+    )
     p_rv = cv.local(rv_c, e, 0.45 * l_ed + rvw)
     cv.paint(p_rv.sl, _ellipse(p_rv, 0.45 * l_ed + rvw, rv_w / 2 + rvw), tissue.myocardium, LABELS["bright"])
     cv.paint(p_rv.sl, _ellipse(p_rv, 0.45 * l_ed, rv_w / 2), tissue.blood, LABELS["RV"])
@@ -466,7 +512,9 @@ def _psax_flattening(heart: Heart, st: LVState) -> np.ndarray:
     return heart.flattening * (0.6 + 0.4 * (1.0 - st.vnorm))
 
 
-def _paint_psax(cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig, texture: np.ndarray) -> np.ndarray:
+def _paint_psax(
+    cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig, texture: np.ndarray
+) -> np.ndarray:
     s = heart.size
     centre = np.asarray(_PSAX_CENTRE) * s
     ds = _unit(_PSAX_SEPTUM)  # towards the RV
@@ -504,7 +552,9 @@ def _paint_psax(cv: _Canvas, heart: Heart, st: LVState, tissue: TissueConfig, te
 # --------------------------------------------------------------------------- tracings (anatomy cm)
 
 
-def apical_lv_axis_and_chords(view: str, heart: Heart, st: LVState, frame: int, n: int = N_DISKS) -> np.ndarray:
+def apical_lv_axis_and_chords(
+    view: str, heart: Heart, st: LVState, frame: int, n: int = N_DISKS
+) -> np.ndarray:
     """EchoNet-style tracing of one frame: [1 + n, 4] rows (x1, y1, x2, y2), cm.
 
     Row 0 is the LV long axis (apex -> mitral-plane centre); rows 1.. are the method-of-disks chords

@@ -32,8 +32,8 @@ class SiteConfig:
     tgc_residual_db_cm: list[float] = field(default_factory=lambda: [-0.4, 0.2])  # left after TGC
     psf_axial_cm: list[float] = field(default_factory=lambda: [0.05, 0.08])  # Gaussian sigma
     psf_lateral_deg: list[float] = field(default_factory=lambda: [0.8, 1.2])  # sigma; cm width ~ depth
-    speckle_static: list[float] = field(default_factory=lambda: [0.6, 0.8])  # share moving with tissue
-    speckle_ar: list[float] = field(default_factory=lambda: [0.5, 0.7])  # frame AR(1) of the rest
+    speckle_static: list[float] = field(default_factory=lambda: [0.8, 0.9])  # share moving with tissue
+    speckle_ar: list[float] = field(default_factory=lambda: [0.6, 0.8])  # frame AR(1) of the rest
     gamma: list[float] = field(default_factory=lambda: [1.8, 2.2])  # grey map B ** gamma
     white_level_db: float = 6.0  # echo amplitude (dB re myocardium) shown white at 0 dB gain
     clutter: list[float] = field(default_factory=lambda: [0.0, 0.05])  # near-field haze reflectivity
@@ -84,7 +84,13 @@ class TissueConfig:
     texture_sd: float = 0.35  # log-normal texture of soft tissue
     view_depth: dict[str, float] = field(
         default_factory=lambda: {
-            "A4C": 1.0, "A2C": 1.0, "A3C": 1.0, "A5C": 1.0, "PLAX": 0.95, "PSAX": 0.9, "Subcostal": 1.15,
+            "A4C": 1.0,
+            "A2C": 1.0,
+            "A3C": 1.0,
+            "A5C": 1.0,
+            "PLAX": 0.95,
+            "PSAX": 0.9,
+            "Subcostal": 1.15,
         }
     )
 

@@ -27,10 +27,21 @@ def contact_sheet(path: Path, cfg: SynthConfig, seed: int = 0, size: int = 112) 
         for j, view in enumerate(VIEWS):
             rng = rng_for(seed, "preview", pop, view)
             acq = sample_acquisition(rng, cfg.sites[site], patient.heart.size, cfg.tissue.view_depth[view])
-            n, fps, start = sample_timing(rng, cfg.video, acq.fps, cfg.sites[site].fps[0], patient.heart_rate_bpm)
+            n, fps, start = sample_timing(
+                rng, cfg.video, acq.fps, cfg.sites[site].fps[0], patient.heart_rate_bpm
+            )
             acq = replace(acq, fps=fps)
-            sv = render_video(patient, view, acq, full_frame_geometry(size, size, acq.depth_cm), n, start, rng,
-                              cfg.tissue, cfg.video)
+            sv = render_video(
+                patient,
+                view,
+                acq,
+                full_frame_geometry(size, size, acq.depth_cm),
+                n,
+                start,
+                rng,
+                cfg.tissue,
+                cfg.video,
+            )
             ax = axes[i, j]
             ax.imshow(sv.frames[sv.ed_frame], cmap="gray", vmin=0, vmax=255)
             ax.set_title(f"{view} ({pop[:5]})", fontsize=8)

@@ -92,7 +92,9 @@ def sample_patient(rng: np.random.Generator, pop: PopulationConfig, pid: str, po
     w = np.asarray(pop.ef_bin_weights, dtype=np.float64)
     ef = _u(rng, pop.ef_bins[int(rng.choice(len(w), p=w / w.sum()))])
     vol_scale = size**3
-    edv = float(rng.normal(pop.edv_ml_mean, pop.edv_ml_sd)) * (1.0 + pop.dilation_per_ef_point * max(0.0, 55.0 - ef))
+    edv = float(rng.normal(pop.edv_ml_mean, pop.edv_ml_sd)) * (
+        1.0 + pop.dilation_per_ef_point * max(0.0, 55.0 - ef)
+    )
     edv = float(np.clip(edv, pop.edv_ml_clip[0], pop.edv_ml_clip[1])) * vol_scale
     esv = edv * (1.0 - ef / 100.0)
     high = rng.random() < pop.pulmonary_hypertension_fraction
@@ -223,14 +225,25 @@ def render_video(
     keep_maps: bool = False,
 ) -> SimVideo:
     """Render `view` of `patient` as grey uint8 frames [T, H, W] in `geometry`."""
-    grid = polar_grid_for(geometry, acq.depth_cm, acq.sector_deg, video.polar_r_per_px, video.polar_theta_per_px)
+    grid = polar_grid_for(
+        geometry, acq.depth_cm, acq.sector_deg, video.polar_r_per_px, video.polar_theta_per_px
+    )
     t = np.arange(n_frames) / acq.fps
     phase = start_phase + t * patient.heart_rate_bpm / 60.0
     st = lv_state(patient.heart, phase)
     ax, ay = view_to_anatomy(*grid.view_xy(), acq)
     texture = texture_field(rng, (grid.n_r, grid.n_theta), tissue.texture_sd)
     scene = render_scene(view, patient.heart, st, ax, ay, tissue, texture, labels=keep_maps)
-    scat = scatterers(rng, scene.material_x, scene.material_y, grid.dr / 2, acq.speckle_static, acq.speckle_ar)
+    # tissue cells 1.5x finer than the grid: at rest no two samples share a cell
+    scat = scatterers(
+        rng,
+        scene.material_x,
+        scene.material_y,
+        grid.dr / 1.5,
+        grid.dtheta / 1.5,
+        acq.speckle_static,
+        acq.speckle_ar,
+    )
     amp = envelope(scene.reflectivity, scat, grid, acq, rng)
     bmode = ScanConverter(grid, geometry)(log_compress(amp, acq))
     return SimVideo(

@@ -46,7 +46,17 @@ from echojepa.synth.world import (
     sample_timing,
 )
 
-ECHONET_COLUMNS = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"]
+ECHONET_COLUMNS = [
+    "FileName",
+    "EF",
+    "ESV",
+    "EDV",
+    "FrameHeight",
+    "FrameWidth",
+    "FPS",
+    "NumberOfFrames",
+    "Split",
+]
 PEDIATRIC_COLUMNS = ["FileName", "EF", "Sex", "Age", "Weight", "Height", "Split"]
 RECORD_COLUMNS = ["subject_id", "study_id", "acquisition_datetime", "dicom_filepath"]
 TRUTH_FILE = "EchoSynthTruth.csv"
@@ -93,8 +103,18 @@ def _truth_row(sv: SimVideo, **extra: object) -> dict:
         "start_phase": _f(float(sv.state.phase[0])),
         "pixel_cm": _f(sv.geometry.spacing_cm, 6),
     }
-    for k in ("depth_cm", "sector_deg", "angle_deg", "gain_db", "dynamic_range_db", "noise_db", "psf_axial_cm",
-              "psf_lateral_deg", "gamma", "tgc_residual_db_cm"):
+    for k in (
+        "depth_cm",
+        "sector_deg",
+        "angle_deg",
+        "gain_db",
+        "dynamic_range_db",
+        "noise_db",
+        "psf_axial_cm",
+        "psf_lateral_deg",
+        "gamma",
+        "tgc_residual_db_cm",
+    ):
         row[k] = _f(getattr(a, k))
     return row
 
@@ -106,7 +126,12 @@ class _Ctx:
 
 
 def _simulate(
-    ctx: _Ctx, dataset: str, index: int, patient: Patient, view: str, site: str,
+    ctx: _Ctx,
+    dataset: str,
+    index: int,
+    patient: Patient,
+    view: str,
+    site: str,
     geometry_for: Callable[[float, float], object],
 ) -> SimVideo:
     """Render one video; its Generator depends only on (seed, dataset, index, view)."""
@@ -132,7 +157,9 @@ def _tracer_noise(rows: np.ndarray, rng: np.random.Generator, jitter: float) -> 
     return out
 
 
-def _measure_disks(sv: SimVideo, rng: np.random.Generator, jitter: float) -> tuple[dict[int, np.ndarray], float, float]:
+def _measure_disks(
+    sv: SimVideo, rng: np.random.Generator, jitter: float
+) -> tuple[dict[int, np.ndarray], float, float]:
     """Traced rows per frame (ED, ES; rounded as written) and measured EDV/ESV in mL."""
     traced = {}
     for frame in (sv.ed_frame, sv.es_frame):
@@ -148,18 +175,38 @@ def _measure_disks(sv: SimVideo, rng: np.random.Generator, jitter: float) -> tup
 def _echonet_item(ctx: _Ctx, root: str, dataset: str, site: str, prefix: str, index: int, split: str) -> dict:
     cfg = ctx.cfg
     name = f"{prefix}{index:06d}"
-    patient = sample_patient(rng_for(ctx.seed, dataset, index, "patient"), cfg.populations["adult"], name, "adult")
+    patient = sample_patient(
+        rng_for(ctx.seed, dataset, index, "patient"), cfg.populations["adult"], name, "adult"
+    )
     h, w = cfg.echonet.height, cfg.echonet.width
-    sv = _simulate(ctx, dataset, index, patient, "A4C", site, lambda depth, sector: full_frame_geometry(h, w, depth))
+    sv = _simulate(
+        ctx, dataset, index, patient, "A4C", site, lambda depth, sector: full_frame_geometry(h, w, depth)
+    )
     write_video(Path(root) / "Videos" / f"{name}.avi", sv.frames, sv.fps)
-    traced, edv, esv = _measure_disks(sv, rng_for(ctx.seed, dataset, index, "tracer"), cfg.video.tracer_jitter)
+    traced, edv, esv = _measure_disks(
+        sv, rng_for(ctx.seed, dataset, index, "tracer"), cfg.video.tracer_jitter
+    )
     ef = ef_from_volumes(edv, esv)
     filelist = {
-        "FileName": name, "EF": _f(ef), "ESV": _f(esv), "EDV": _f(edv), "FrameHeight": h, "FrameWidth": w,
-        "FPS": int(sv.fps), "NumberOfFrames": len(sv.frames), "Split": split,
+        "FileName": name,
+        "EF": _f(ef),
+        "ESV": _f(esv),
+        "EDV": _f(edv),
+        "FrameHeight": h,
+        "FrameWidth": w,
+        "FPS": int(sv.fps),
+        "NumberOfFrames": len(sv.frames),
+        "Split": split,
     }
     tracings = [
-        {"FileName": f"{name}.avi", "X1": _f(r[0]), "Y1": _f(r[1]), "X2": _f(r[2]), "Y2": _f(r[3]), "Frame": frame}
+        {
+            "FileName": f"{name}.avi",
+            "X1": _f(r[0]),
+            "Y1": _f(r[1]),
+            "X2": _f(r[2]),
+            "Y2": _f(r[3]),
+            "Frame": frame,
+        }
         for frame in sorted(traced)
         for r in traced[frame]
     ]
@@ -168,7 +215,13 @@ def _echonet_item(ctx: _Ctx, root: str, dataset: str, site: str, prefix: str, in
 
 
 def _write_echonet(
-    ctx: _Ctx, root: Path, dataset: str, site: str, prefix: str, splits: list[tuple[str, int]], run: _Runner,
+    ctx: _Ctx,
+    root: Path,
+    dataset: str,
+    site: str,
+    prefix: str,
+    splits: list[tuple[str, int]],
+    run: _Runner,
 ) -> dict[str, int]:
     jobs = []
     index = 0
@@ -179,8 +232,11 @@ def _write_echonet(
     fn = partial(_echonet_call, ctx, str(root), dataset, site, prefix)
     items = run(dataset, fn, jobs)
     _write_csv(root / "FileList.csv", ECHONET_COLUMNS, (it["filelist"] for it in items))
-    _write_csv(root / "VolumeTracings.csv", ["FileName", "X1", "Y1", "X2", "Y2", "Frame"],
-               (r for it in items for r in it["tracings"]))
+    _write_csv(
+        root / "VolumeTracings.csv",
+        ["FileName", "X1", "Y1", "X2", "Y2", "Frame"],
+        (r for it in items for r in it["tracings"]),
+    )
     _write_truth(root, [it["truth"] for it in items])
     return {split: count for split, count in splits if count}
 
@@ -210,35 +266,58 @@ def _pediatric_item(ctx: _Ctx, root: str, index: int) -> dict:
     out: dict[str, list] = {"filelist": [], "tracings": [], "truth": [], "views": []}
     videos = {}
     for clip, view in ((1, "A4C"), (2, "PSAX")):
-        sv = _simulate(ctx, dataset, index, patient, view, "pediatric",
-                       lambda depth, sector: full_frame_geometry(h, w, depth))
+        sv = _simulate(
+            ctx,
+            dataset,
+            index,
+            patient,
+            view,
+            "pediatric",
+            lambda depth, sector: full_frame_geometry(h, w, depth),
+        )
         name = f"{pid}-{acc}-{clip:02d}.avi"
         write_video(Path(root) / view / "Videos" / name, sv.frames, sv.fps)
         videos[view] = (name, sv)
     # the exam's EF (both views carry it) is measured on the A4C by the method of disks
-    _, edv, esv = _measure_disks(videos["A4C"][1], rng_for(ctx.seed, dataset, index, "tracer"), cfg.video.tracer_jitter)
+    _, edv, esv = _measure_disks(
+        videos["A4C"][1], rng_for(ctx.seed, dataset, index, "tracer"), cfg.video.tracer_jitter
+    )
     ef = ef_from_volumes(edv, esv)
     for view, (name, sv) in videos.items():
         out["views"].append(view)
-        out["filelist"].append({
-            "FileName": name, "EF": _f(ef, 2), "Sex": patient.sex, "Age": _f(patient.age_years, 2),
-            "Weight": _f(patient.weight_kg, 1), "Height": _f(patient.height_cm, 1), "Split": fold,
-        })
-        out["tracings"].append([
-            {"FileName": name, "X": _f(x), "Y": _f(y), "Frame": frame}
-            for frame in (sv.ed_frame, sv.es_frame)
-            for x, y in np.round(sv.contour(frame), 4)
-        ])
+        out["filelist"].append(
+            {
+                "FileName": name,
+                "EF": _f(ef, 2),
+                "Sex": patient.sex,
+                "Age": _f(patient.age_years, 2),
+                "Weight": _f(patient.weight_kg, 1),
+                "Height": _f(patient.height_cm, 1),
+                "Split": fold,
+            }
+        )
+        out["tracings"].append(
+            [
+                {"FileName": name, "X": _f(x), "Y": _f(y), "Frame": frame}
+                for frame in (sv.ed_frame, sv.es_frame)
+                for x, y in np.round(sv.contour(frame), 4)
+            ]
+        )
         out["truth"].append(_truth_row(sv, FileName=name, fold=fold, ef_measured=_f(ef), accession=acc))
     return out
 
 
 def _write_pediatric(ctx: _Ctx, root: Path, run: _Runner) -> dict[str, int]:
-    items = run("echonet_pediatric", partial(_pediatric_item, ctx, str(root)), list(range(ctx.cfg.pediatric.exams)))
+    items = run(
+        "echonet_pediatric", partial(_pediatric_item, ctx, str(root)), list(range(ctx.cfg.pediatric.exams))
+    )
     for k, view in enumerate(("A4C", "PSAX")):
         _write_csv(root / view / "FileList.csv", PEDIATRIC_COLUMNS, (it["filelist"][k] for it in items))
-        _write_csv(root / view / "VolumeTracings.csv", ["FileName", "X", "Y", "Frame"],
-                   (r for it in items for r in it["tracings"][k]))
+        _write_csv(
+            root / view / "VolumeTracings.csv",
+            ["FileName", "X", "Y", "Frame"],
+            (r for it in items for r in it["tracings"][k]),
+        )
         _write_truth(root / view, [it["truth"][k] for it in items])
     return {"exams": len(items), "videos": 2 * len(items)}
 
@@ -270,12 +349,18 @@ def _mimic_box(cfg: SynthConfig) -> tuple[tuple[int, int, int, int], tuple[int, 
 
 def _ecg_wave(phase: np.ndarray, systole_frac: float) -> np.ndarray:
     """A stylised ECG (P, QRS at end-diastole, T) over cardiac phase."""
+
     def bump(c: float, wdt: float, amp: float) -> np.ndarray:
         d = np.angle(np.exp(2j * np.pi * (phase - c))) / (2 * np.pi)
         return amp * np.exp(-0.5 * (d / wdt) ** 2)
 
-    return bump(0.0, 0.012, 1.0) + bump(-0.02, 0.01, -0.2) + bump(0.02, 0.01, -0.3) + bump(
-        systole_frac * 0.8, 0.04, 0.3) + bump(-0.12, 0.025, 0.15)
+    return (
+        bump(0.0, 0.012, 1.0)
+        + bump(-0.02, 0.01, -0.2)
+        + bump(0.02, 0.01, -0.3)
+        + bump(systole_frac * 0.8, 0.04, 0.3)
+        + bump(-0.12, 0.025, 0.15)
+    )
 
 
 def _overlay(cfg: SynthConfig, sv: SimVideo, text_left: str, text_right: str) -> np.ndarray:
@@ -336,8 +421,12 @@ def _study_views(cfg: SynthConfig, rng: np.random.Generator, study_index: int) -
 def _mimic_item(ctx: _Ctx, root: str, study: _Study) -> dict:
     cfg = ctx.cfg
     dataset = "mimic_iv_echo"
-    patient = sample_patient(rng_for(ctx.seed, dataset, study.subject_index, "patient"),
-                             cfg.populations["adult"], str(study.subject_id), "adult")
+    patient = sample_patient(
+        rng_for(ctx.seed, dataset, study.subject_index, "patient"),
+        cfg.populations["adult"],
+        str(study.subject_id),
+        "adult",
+    )
     srng = rng_for(ctx.seed, dataset, "study", study.study_index)
     when = datetime(2150, 1, 1) + timedelta(seconds=int(srng.integers(0, 40 * 365 * 86400)))
     ids = _identifiers(rng_for(ctx.seed, dataset, "phi", study.subject_index), study.subject_index, when)
@@ -354,55 +443,109 @@ def _mimic_item(ctx: _Ctx, root: str, study: _Study) -> dict:
         number += 1
         rel = folder / f"{study.study_id:08d}_{number:04d}.dcm"
         sv = _simulate(
-            ctx, dataset, study.study_index * 100 + number, patient, view, "A",
+            ctx,
+            dataset,
+            study.study_index * 100 + number,
+            patient,
+            view,
+            "A",
             lambda depth, sector: boxed_geometry(h, w, tissue_box, depth, sector),
         )
         last = sv
         frames = _overlay(cfg, sv, "ECHOSYNTH", f"{sv.acq.depth_cm:.0f}cm {sv.fps:.0f}Hz")
         box = sv.geometry.cone_box(sv.grid)
         regions = [
-            UltrasoundRegion(*box, spatial_format=1, data_type=1, physical_delta_x=sv.geometry.spacing_cm,
-                             physical_delta_y=sv.geometry.spacing_cm),
-            UltrasoundRegion(*ecg_box, spatial_format=4, data_type=0x0A, physical_delta_x=0.0,
-                             physical_delta_y=0.0),
+            UltrasoundRegion(
+                *box,
+                spatial_format=1,
+                data_type=1,
+                physical_delta_x=sv.geometry.spacing_cm,
+                physical_delta_y=sv.geometry.spacing_cm,
+            ),
+            UltrasoundRegion(
+                *ecg_box, spatial_format=4, data_type=0x0A, physical_delta_x=0.0, physical_delta_y=0.0
+            ),
         ]
         ycbcr = srng.random() < cfg.mimic.ycbcr_fraction
         rate_only = srng.random() < cfg.mimic.cine_rate_only_fraction
         write_dicom(
-            Path(root) / rel, frames, sv.fps, photometric="YBR_FULL_422" if ycbcr else "RGB", regions=regions,
-            identifiers=ids, kind="cine", frame_time_tag=not rate_only, cine_rate_tag=rate_only,
+            Path(root) / rel,
+            frames,
+            sv.fps,
+            photometric="YBR_FULL_422" if ycbcr else "RGB",
+            regions=regions,
+            identifiers=ids,
+            kind="cine",
+            frame_time_tag=not rate_only,
+            cine_rate_tag=rate_only,
             uids_seed=f"{ctx.seed}/{rel.as_posix()}",
         )
         dt = when + timedelta(seconds=30 * number)
         out["records"].append(_record(study, dt, rel))
         out["views"].append({"dicom_filepath": rel.as_posix(), "view": view})
-        out["truth"].append(_truth_row(sv, dicom_filepath=rel.as_posix(), subject_id=study.subject_id,
-                                       study_id=study.study_id, kind="cine"))
+        out["truth"].append(
+            _truth_row(
+                sv,
+                dicom_filepath=rel.as_posix(),
+                subject_id=study.subject_id,
+                study_id=study.study_id,
+                kind="cine",
+            )
+        )
     for extra in study.extras:
         number += 1
         rel = folder / f"{study.study_id:08d}_{number:04d}.dcm"
         if extra == "still" and last is not None:
             frame = _overlay(cfg, last, "ECHOSYNTH", "STILL")[last.ed_frame : last.ed_frame + 1]
-            write_dicom(Path(root) / rel, frame, None, photometric="RGB", identifiers=ids, kind="still",
-                        uids_seed=f"{ctx.seed}/{rel.as_posix()}")
+            write_dicom(
+                Path(root) / rel,
+                frame,
+                None,
+                photometric="RGB",
+                identifiers=ids,
+                kind="still",
+                uids_seed=f"{ctx.seed}/{rel.as_posix()}",
+            )
         else:
-            img = doppler_spectrum(srng, patient.tr_velocity_ms, patient.heart_rate_bpm,
-                                   patient.heart.systole_frac, h, w)
+            img = doppler_spectrum(
+                srng, patient.tr_velocity_ms, patient.heart_rate_bpm, patient.heart.systole_frac, h, w
+            )
             rgb = np.repeat(to_uint8(img)[None, ..., None], 3, axis=-1)
-            write_dicom(Path(root) / rel, rgb, None, photometric="RGB", identifiers=ids, kind="doppler",
-                        regions=[UltrasoundRegion(0, 0, w, h, spatial_format=3, data_type=4)],
-                        uids_seed=f"{ctx.seed}/{rel.as_posix()}")
+            write_dicom(
+                Path(root) / rel,
+                rgb,
+                None,
+                photometric="RGB",
+                identifiers=ids,
+                kind="doppler",
+                regions=[UltrasoundRegion(0, 0, w, h, spatial_format=3, data_type=4)],
+                uids_seed=f"{ctx.seed}/{rel.as_posix()}",
+            )
         out["records"].append(_record(study, when + timedelta(seconds=30 * number), rel))
-        out["truth"].append({"dicom_filepath": rel.as_posix(), "subject_id": study.subject_id,
-                             "study_id": study.study_id, "kind": extra})
-    out["label"] = {"subject_id": study.subject_id, "study_id": study.study_id,
-                    "lvef": _f(patient.ef_nominal, 1), "rvsp": _f(patient.rvsp, 1)}
+        out["truth"].append(
+            {
+                "dicom_filepath": rel.as_posix(),
+                "subject_id": study.subject_id,
+                "study_id": study.study_id,
+                "kind": extra,
+            }
+        )
+    out["label"] = {
+        "subject_id": study.subject_id,
+        "study_id": study.study_id,
+        "lvef": _f(patient.ef_nominal, 1),
+        "rvsp": _f(patient.rvsp, 1),
+    }
     return out
 
 
 def _record(study: _Study, when: datetime, rel: Path) -> dict:
-    return {"subject_id": study.subject_id, "study_id": study.study_id,
-            "acquisition_datetime": when.strftime("%Y-%m-%d %H:%M:%S"), "dicom_filepath": rel.as_posix()}
+    return {
+        "subject_id": study.subject_id,
+        "study_id": study.study_id,
+        "acquisition_datetime": when.strftime("%Y-%m-%d %H:%M:%S"),
+        "dicom_filepath": rel.as_posix(),
+    }
 
 
 def _plan_mimic(cfg: SynthConfig, seed: int) -> list[_Study]:
@@ -429,8 +572,12 @@ def _write_mimic(ctx: _Ctx, root: Path, run: _Runner) -> dict[str, int]:
     _write_csv(root / "view_labels.csv", ["dicom_filepath", "view"], (r for it in items for r in it["views"]))
     _write_truth(root, [r for it in items for r in it["truth"]])
     n_cine = sum(len(it["views"]) for it in items)
-    return {"subjects": len({s.subject_id for s in studies}), "studies": len(studies), "cines": n_cine,
-            "files": sum(len(it["records"]) for it in items)}
+    return {
+        "subjects": len({s.subject_id for s in studies}),
+        "studies": len(studies),
+        "cines": n_cine,
+        "files": sum(len(it["records"]) for it in items),
+    }
 
 
 # ------------------------------------------------------------------------------------------- driver
@@ -459,7 +606,10 @@ class _Runner:
 
 
 def generate(
-    out: Path, preset: str | SynthConfig = "tiny", seed: int = 0, preview: Path | None = None,
+    out: Path,
+    preset: str | SynthConfig = "tiny",
+    seed: int = 0,
+    preview: Path | None = None,
     progress: bool = True,
 ) -> dict:
     """Write the synthetic echo world under `out` (see the module docstring); returns the manifest.
@@ -475,11 +625,23 @@ def generate(
     try:
         counts = {
             "echonet_dynamic": _write_echonet(
-                ctx, out / "echonet_dynamic", "echonet_dynamic", "A", "SYN_A_",
-                [("TRAIN", cfg.echonet.train), ("VAL", cfg.echonet.val), ("TEST", cfg.echonet.test)], run),
+                ctx,
+                out / "echonet_dynamic",
+                "echonet_dynamic",
+                "A",
+                "SYN_A_",
+                [("TRAIN", cfg.echonet.train), ("VAL", cfg.echonet.val), ("TEST", cfg.echonet.test)],
+                run,
+            ),
             "echonet_dynamic_siteB": _write_echonet(
-                ctx, out / "echonet_dynamic_siteB", "echonet_dynamic_siteB", "B", "SYN_B_",
-                [("TEST", cfg.site_b.test)], run),
+                ctx,
+                out / "echonet_dynamic_siteB",
+                "echonet_dynamic_siteB",
+                "B",
+                "SYN_B_",
+                [("TEST", cfg.site_b.test)],
+                run,
+            ),
             "echonet_pediatric": _write_pediatric(ctx, out / "echonet_pediatric", run),
             "mimic_iv_echo": _write_mimic(ctx, out / "mimic_iv_echo", run),
         }

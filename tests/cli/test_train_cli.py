@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 import echojepa.config  # noqa: F401  (registers the abspath resolver)
 from echojepa.models.checkpoint import load_reference_checkpoint
-from echojepa.paths import CONF_DIR, REPO_ROOT
+from echojepa.paths import CONF_DIR
 
 
 def _compose(*overrides: str):
@@ -53,7 +53,11 @@ def _run(*args: str, cwd: Path, timeout: int = 240) -> subprocess.CompletedProce
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
         [sys.executable, "-m", "echojepa.cli.train", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -78,6 +82,7 @@ def _tiny_overrides(world: Path) -> list[str]:
         "model.encoder.patch_size=8",
         "trainer.max_steps=3",
         "trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=1",
         "checkpoint.every_n_train_steps=2",
     ]
 
@@ -116,8 +121,16 @@ def test_ddp_on_two_cpu_processes(synth_world, tmp_path):
 
 
 def test_slurm_path_with_the_submitit_local_launcher_runs_a_two_job_multirun(synth_world, tmp_path):
-    r = _run("-m", "hydra/launcher=local", *_tiny_overrides(synth_world), "logger=csv", "seed=0,1",
-             "trainer.max_steps=2", cwd=tmp_path, timeout=400)
+    r = _run(
+        "-m",
+        "hydra/launcher=local",
+        *_tiny_overrides(synth_world),
+        "logger=csv",
+        "seed=0,1",
+        "trainer.max_steps=2",
+        cwd=tmp_path,
+        timeout=400,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     summaries = sorted((tmp_path / "runs").rglob("summary.json"))
     assert len(summaries) == 2

@@ -86,15 +86,9 @@ def dynamic_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The EchoSynth tiny preset, generated once for the whole session."""
-    try:
-        from echojepa.synth import generate
-    except ImportError:
-        pytest.skip("echojepa.synth.generate does not exist yet (EchoSynth is written concurrently)")
-    out = tmp_path_factory.mktemp("synth")
-    generate(out, "tiny", seed=0, progress=False)
-    return out
+def synth_root(synth_world: Path) -> Path:
+    """The EchoSynth tiny preset (the session-wide world of tests/conftest.py)."""
+    return synth_world
 
 
 @pytest.fixture

@@ -56,11 +56,7 @@ def test_ef_from_tracings_takes_the_larger_volume_as_end_diastole():
 def test_read_volume_tracings_groups_rows_by_file_and_frame_in_file_order(tmp_path):
     p = tmp_path / "VolumeTracings.csv"
     p.write_text(
-        "FileName,X1,Y1,X2,Y2,Frame\n"
-        "a.avi,1,2,3,4,10\n"
-        "a.avi,5,6,7,8,10\n"
-        "a.avi,9,9,9,9,30\n"
-        "b.avi,0,0,1,1,2\n"
+        "FileName,X1,Y1,X2,Y2,Frame\na.avi,1,2,3,4,10\na.avi,5,6,7,8,10\na.avi,9,9,9,9,30\nb.avi,0,0,1,1,2\n"
     )
     t = read_volume_tracings(p)
     assert sorted(t) == ["a.avi", "b.avi"]

@@ -41,6 +41,18 @@ def tiny_cfg(objective: str, world: Path, **overrides: Any) -> dict:
     return to_plain(cfg)
 
 
+def fixed_batch_loss(module, video) -> float:
+    """The objective on one fixed batch with fixed masks (the run's mask state is left untouched)."""
+    import torch
+
+    state = module.mask_generator.state_dict()
+    module.mask_generator.load_state_dict({"seed": 1234, "step": 0})
+    with torch.no_grad():
+        loss = (module.jepa_loss(video) if hasattr(module, "jepa_loss") else module.mae_loss(video))[0]
+    module.mask_generator.load_state_dict(state)
+    return float(loss)
+
+
 class LossRecorder(L.Callback):
     def __init__(self) -> None:
         self.losses: list[float] = []

@@ -14,7 +14,9 @@ from echojepa.pretrain.ema import ema_update, make_target
 
 def _encoder() -> VisionTransformer:
     torch.manual_seed(0)
-    return VisionTransformer(img_size=32, num_frames=4, patch_size=8, tubelet_size=2, embed_dim=32, depth=2, num_heads=2)
+    return VisionTransformer(
+        img_size=32, num_frames=4, patch_size=8, tubelet_size=2, embed_dim=32, depth=2, num_heads=2
+    )
 
 
 def _expected(momentum: float) -> dict[str, torch.Tensor]:
@@ -46,7 +48,10 @@ def _worker(rank: int, world: int, port: int, out_dir: str, momentum: float) -> 
                 p.add_(0.01 * (i + 1))
             target(torch.randn(1, 3, 4, 32, 32))  # leaves the root's parameters gathered: the trap
         ema_update(target, online, momentum)
-        full = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).clone() for k, v in target.state_dict().items()}
+        full = {
+            k: (v.full_tensor() if hasattr(v, "full_tensor") else v).clone()
+            for k, v in target.state_dict().items()
+        }
         if rank == 0:
             torch.save(full, os.path.join(out_dir, "sharded.pt"))
     finally:

@@ -1,22 +1,28 @@
 import math
 
+import lightning as L
 import torch
 
 from echojepa.models.mae import normalise_patches, patchify
 from echojepa.pretrain.build import build_module
 from echojepa.pretrain.data import build_datamodule
 
-from .helpers import LossRecorder, tiny_cfg, trainer
+from .helpers import LossRecorder, fixed_batch_loss, tiny_cfg, trainer
 
 
 def test_mae_lowers_its_loss_on_echosynth_without_nan(synth_world, tmp_path):
+    # Measured on a fixed batch with fixed masks, 40 steps, seeds 0/1/2: after/before = 0.957 / 0.951 / 0.950.
+    L.seed_everything(0)
     cfg = tiny_cfg("mae", synth_world)
     module, dm = build_module(cfg), build_datamodule(cfg)
+    dm.setup("fit")
+    video = next(iter(dm.train_dataloader()))["video"]
+    before = fixed_batch_loss(module, video)
     rec = LossRecorder()
     trainer(40, tmp_path, [rec]).fit(module, datamodule=dm)
-    assert all(math.isfinite(x) for x in rec.losses)
-    first, last = sum(rec.losses[:5]) / 5, sum(rec.losses[-5:]) / 5
-    assert last < 0.95 * first, (first, last)
+    assert len(rec.losses) == 40 and all(math.isfinite(x) for x in rec.losses)
+    after = fixed_batch_loss(module, video)
+    assert after < 0.98 * before, (before, after)
 
 
 def test_patchify_orders_tokens_like_the_encoder():
@@ -43,6 +49,9 @@ def test_mae_encoder_sees_only_visible_tokens(synth_world):
     original = module.encoder.forward
     module.encoder.forward = lambda x, keep=None: seen.append(keep) or original(x, keep=keep)
     module.mae_loss(torch.randn(2, 3, 8, 32, 32))
-    n = module.num_tokens
+    t, h, w = module.grid_size
     assert len(seen) == 1
-    assert 0 < seen[0].shape[1] <= math.ceil(n * 0.1)
+    keep = seen[0]  # [B, Nk]: the same spatial positions at every time step (tube masking)
+    assert keep.shape[1] == t * (h * w - round(0.9 * h * w))
+    spatial = keep % (h * w)
+    assert all(torch.equal(row.view(t, -1)[0], row.view(t, -1)[k]) for row in spatial for k in range(t))

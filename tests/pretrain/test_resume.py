@@ -13,13 +13,17 @@ from echojepa.pretrain.data import build_datamodule
 from .helpers import LossRecorder, tiny_cfg
 
 
+class Preempted(RuntimeError):
+    pass
+
+
 class Kill(L.Callback):
     def __init__(self, at_step: int) -> None:
         self.at_step = at_step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.at_step:
-            raise KeyboardInterrupt  # what a SIGINT / preemption looks like to Lightning
+            raise Preempted(f"killed at step {trainer.global_step}")
 
 
 def _fit(cfg: dict, root: Path, steps: int, callbacks: list, ckpt_path: str | None = None):
@@ -48,7 +52,7 @@ def _fit(cfg: dict, root: Path, steps: int, callbacks: list, ckpt_path: str | No
 
 @pytest.mark.parametrize("objective", ["jepa", "mae"])
 def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(synth_world, tmp_path, objective):
-    cfg = tiny_cfg(objective, synth_world)
+    cfg = tiny_cfg(objective, synth_world, **{"data.batch_size": 1})
     steps = 11
     full = LossRecorder()
     ref_module, ref_trainer = _fit(cfg, tmp_path / "full", steps, [full])
@@ -59,7 +63,8 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(synth_world,
     if kill_at % 2:  # the last checkpoint is at an even step; resume from there
         kill_at += 1
     first = LossRecorder()
-    _fit(cfg, tmp_path / "killed", steps, [first, Kill(kill_at)])
+    with pytest.raises(Preempted):
+        _fit(cfg, tmp_path / "killed", steps, [first, Kill(kill_at)])
     assert len(first.losses) == kill_at
     assert kill_at % batches_per_epoch != 0  # mid-epoch
 

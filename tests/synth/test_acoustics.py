@@ -14,9 +14,24 @@ from echojepa.synth.acoustics import (
 )
 
 ACQ = Acquisition(
-    depth_cm=15.0, sector_deg=80.0, angle_deg=0.0, offset_x_cm=0.0, offset_y_cm=0.0, gain_db=0.0,
-    dynamic_range_db=55.0, noise_db=-200.0, freq_mhz=3.0, attenuation_db_cm_mhz=0.5, tgc_residual_db_cm=0.0,
-    psf_axial_cm=0.06, psf_lateral_deg=1.0, speckle_static=0.7, speckle_ar=0.6, gamma=1.0, clutter=0.0, fps=50.0,
+    depth_cm=15.0,
+    sector_deg=80.0,
+    angle_deg=0.0,
+    offset_x_cm=0.0,
+    offset_y_cm=0.0,
+    gain_db=0.0,
+    dynamic_range_db=55.0,
+    noise_db=-200.0,
+    freq_mhz=3.0,
+    attenuation_db_cm_mhz=0.5,
+    tgc_residual_db_cm=0.0,
+    psf_axial_cm=0.06,
+    psf_lateral_deg=1.0,
+    speckle_static=0.85,
+    speckle_ar=0.7,
+    gamma=1.0,
+    clutter=0.0,
+    fps=50.0,
 )
 
 
@@ -26,7 +41,7 @@ def _uniform_envelope(acq: Acquisition, frames: int = 4, seed: int = 0) -> np.nd
     x, y = grid.view_xy()
     mx = np.broadcast_to(x, (frames, *x.shape)).astype(np.float32)
     my = np.broadcast_to(y, (frames, *y.shape)).astype(np.float32)
-    scat = scatterers(rng, mx, my, grid.dr / 2, acq.speckle_static, acq.speckle_ar)
+    scat = scatterers(rng, mx, my, grid.dr / 2, grid.dtheta / 2, acq.speckle_static, acq.speckle_ar)
     refl = np.ones((frames, grid.n_r, grid.n_theta), dtype=np.float32)
     return envelope(refl, scat, grid, acq, rng)
 
@@ -41,10 +56,10 @@ def test_speckle_envelope_is_rayleigh_in_uniform_tissue():
 
 def test_speckle_decorrelates_partly_between_frames_of_still_tissue():
     a = _uniform_envelope(ACQ, frames=6)
-    expected = ACQ.speckle_static + (1 - ACQ.speckle_static) * ACQ.speckle_ar
+    rho = ACQ.speckle_static + (1 - ACQ.speckle_static) * ACQ.speckle_ar  # of the complex field
     c = np.mean([np.corrcoef(a[k].ravel(), a[k + 1].ravel())[0, 1] for k in range(5)])
-    assert 0.75 < c < 0.97
-    assert c == pytest.approx(expected, abs=0.08)
+    assert 0.8 < c < 0.95
+    assert c == pytest.approx(rho**2, abs=0.04)  # envelope correlation ~ |rho|^2 for Gaussian speckle
 
 
 def test_receiver_noise_grows_with_depth():
