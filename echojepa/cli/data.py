@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from echojepa.data.datasets import READERS, DatasetError
+from echojepa.synth.config import preset_names
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write the synthetic echo world in real dataset layouts")
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--preset", choices=("tiny", "demo", "full"), default="demo")
+    s.add_argument("--preset", choices=preset_names(), default="demo")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--preview", type=Path, default=None, help="PNG contact sheet of generated clips")
 

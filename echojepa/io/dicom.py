@@ -156,7 +156,9 @@ def dicom_fps(ds: Dataset, path: str) -> tuple[float, str]:
     """fps = 1000 / FrameTime, else CineRate, else DEFAULT_FPS (with a warning naming the file)."""
     frame_time = _positive(ds.get("FrameTime", None))
     if frame_time is not None:
-        return 1000.0 / frame_time, "FrameTime"
+        # FrameTime is a decimal string of limited precision ("16.66666667" for 60 fps): keep fps to
+        # 1e-3, the precision the tag can carry, instead of printing float noise.
+        return round(1000.0 / frame_time, 3), "FrameTime"
     cine_rate = _positive(ds.get("CineRate", None))
     if cine_rate is not None:
         return cine_rate, "CineRate"

@@ -1,0 +1,251 @@
+"""From a task config to cached frozen features and probe inputs (targets, groups, token tensors).
+
+A task names its datasets (`internal`, and optionally `external`, `pediatric`); each split of each
+dataset is turned into a VideoClipDataset with the backbone's preprocessing and the task's clip
+sampling, run through the frozen backbone once, and kept in the FeatureCache. Probe inputs are then
+cheap views of those cached arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from echojepa.data.clips import ClipSpec
+from echojepa.data.datasets import read_index
+from echojepa.data.degrade import load_degradation
+from echojepa.data.index import DatasetIndex, Record
+from echojepa.data.torchdata import VideoClipDataset
+from echojepa.data.transforms import build_transform
+from echojepa.probe.backbones import Backbone
+from echojepa.probe.features import CachedFeatures, FeatureCache, feature_key_parts, stream_features
+
+log = logging.getLogger(__name__)
+
+
+def clip_spec(task: Mapping[str, Any], backbone: Backbone, mode: str = "center") -> ClipSpec:
+    """Frames come from the backbone (what it was built for); step and segments from the task protocol
+    unless the task leaves them null."""
+    pre = backbone.preprocess
+    clip = task.get("clip") or {}
+    frames = clip.get("frames") or pre.num_frames
+    step = clip.get("frame_step") if clip.get("frame_step") is not None else pre.frame_step
+    fps = clip.get("target_fps") if clip.get("target_fps") is not None else pre.target_fps
+    segments = clip.get("segments") or pre.segments
+    return ClipSpec(frames=frames, frame_step=step, target_fps=fps, segments=segments)
+
+
+@dataclass
+class SplitData:
+    """Cached features of one split plus what the probe needs per item."""
+
+    features: CachedFeatures
+    records: list[Record]
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out of this task
+
+    @property
+    def tokens(self) -> np.ndarray:  # [n, S, N, D] float16 (memory-mapped)
+        return self.features.features
+
+    @property
+    def num_clips(self) -> np.ndarray:  # [n]
+        return self.features.num_clips
+
+
+class TaskData:
+    """Reads a dataset of the task once and hands out cached features per (split, condition)."""
+
+    def __init__(
+        self,
+        dataset_cfg: Mapping[str, Any],
+        task: Mapping[str, Any],
+        backbone: Backbone,
+        cache: FeatureCache,
+        batch_size: int = 16,
+        device: str = "cpu",
+        num_workers: int = 0,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.cfg = dict(dataset_cfg)
+        self.task = dict(task)
+        self.backbone = backbone
+        self.cache = cache
+        self.batch_size = batch_size
+        self.device = device
+        self.num_workers = num_workers
+        self.seed = seed
+        self.progress = progress
+        self.index: DatasetIndex = read_index(self.cfg["format"], Path(self.cfg["root"]), **(self.cfg.get("reader") or {}))
+
+    def usable(self, split: str) -> tuple[list[Record], list[tuple[str, str]]]:
+        """Records of `split` that carry this task's label (and, for views, a known class)."""
+        label, keep, excluded = self.task["label"], [], []
+        views = (self.task.get("multiview") or {}).get("views")
+        for r in self.index.split(split):
+            if label == "view":
+                classes = self.task["classes"]
+                if r.view not in classes:
+                    excluded.append((str(r.path), f"view {r.view!r} is not one of the task's classes"))
+                    continue
+            elif label not in r.labels or r.labels[label] is None or not np.isfinite(float(r.labels[label])):
+                excluded.append((str(r.path), f"no {label} label"))
+                continue
+            if views is not None and r.view not in views:
+                continue  # multi-view tasks only need the listed views; others are not exclusions
+            keep.append(r)
+        return keep, excluded
+
+    def dataset(self, records: Sequence[Record], mode: str, degradation: str | None = None,
+                train_aug: bool = False) -> VideoClipDataset:
+        pre = self.backbone.preprocess
+        spec = clip_spec(self.task, self.backbone, mode)
+        if mode == "all" and self.task.get("multiview"):
+            spec = ClipSpec(frames=spec.frames, frame_step=spec.frame_step, target_fps=spec.target_fps, segments=1)
+        transform = build_transform(train_aug, pre.img_size, pre.mean, pre.std)
+        deg = None if degradation in (None, "original", "none") else load_degradation(degradation)
+        return VideoClipDataset(records, spec, transform, mode=mode, degradation=deg, seed=self.seed)
+
+    def split(self, split: str, mode: str = "center", degradation: str | None = None,
+              aug_view: int | None = None) -> SplitData:
+        records, excluded = self.usable(split)
+        if not records:
+            raise ValueError(f"{self.cfg['root']}: no usable {split} records for task {self.task['name']}")
+        ds = self.dataset(records, "random" if aug_view is not None else mode, degradation, aug_view is not None)
+        parts = feature_key_parts(
+            self.backbone, ds, format=self.cfg["format"], root=self.cfg["root"], split=split,
+            aug_view=aug_view, degradation_name=degradation,
+        )
+        feats = self.cache.get_or_compute(
+            parts,
+            lambda: stream_features(self.backbone, ds, self.batch_size, self.device, self.progress,
+                                    aug_view=aug_view, num_workers=self.num_workers),
+        )
+        if excluded:
+            log.info("%s/%s: %d records without a usable %s label left out", self.cfg["format"], split,
+                     len(excluded), self.task["label"])
+        return SplitData(feats, records, excluded)
+
+
+# ----- targets and groups -------------------------------------------------------------------------------
+def targets(records: Sequence[Record], task: Mapping[str, Any]) -> np.ndarray:
+    if task["label"] == "view":
+        classes = list(task["classes"])
+        return np.array([classes.index(r.view) for r in records], dtype=np.int64)
+    return np.array([float(r.labels[task["label"]]) for r in records], dtype=np.float64)
+
+
+# ----- single-view probe inputs ---------------------------------------------------------------------------
+class SingleViewInputs(Dataset):
+    """Item i -> the tokens of its S clips concatenated ([S*N, D]; padded clips masked) and its target.
+
+    `groups` (test-time "all clips"): a list of (item, clip indices) pairs; each pair is one probe input
+    and predictions are averaged per item afterwards."""
+
+    def __init__(self, data: SplitData, target: np.ndarray, groups: list[tuple[int, list[int]]] | None = None) -> None:
+        self.data, self.target = data, target
+        self.groups = groups or [(i, list(range(int(data.num_clips[i])))) for i in range(len(target))]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, j: int) -> dict[str, Any]:
+        i, clips = self.groups[j]
+        tokens = torch.from_numpy(np.asarray(self.data.tokens[i, clips], dtype=np.float32))  # [S, N, D]
+        return {"tokens": tokens.flatten(0, 1), "item": i, "target": self.target[i]}
+
+
+def all_clip_groups(num_clips: np.ndarray, segments: int) -> list[tuple[int, list[int]]]:
+    """Every run of `segments` consecutive windows of every item (one window when segments == 1)."""
+    groups = []
+    for i, w in enumerate(num_clips.tolist()):
+        w = int(w)
+        if w <= segments:
+            groups.append((i, [min(k, w - 1) for k in range(segments)]))
+        else:
+            groups.extend((i, list(range(s, s + segments))) for s in range(w - segments + 1))
+    return groups
+
+
+def collate_single(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    n = max(b["tokens"].shape[0] for b in batch)
+    d = batch[0]["tokens"].shape[1]
+    tokens = torch.zeros(len(batch), n, d)
+    mask = torch.ones(len(batch), n, dtype=torch.bool)  # True = padding
+    for k, b in enumerate(batch):
+        tokens[k, : b["tokens"].shape[0]] = b["tokens"]
+        mask[k, : b["tokens"].shape[0]] = False
+    return {
+        "tokens": tokens,
+        "mask": mask if mask.any() else None,
+        "target": torch.as_tensor(np.array([b["target"] for b in batch])),
+        "item": torch.tensor([b["item"] for b in batch]),
+    }
+
+
+# ----- multi-view probe inputs ----------------------------------------------------------------------------
+@dataclass
+class Study:
+    study: str
+    patient: str
+    target: float
+    slots: list[tuple[int, int] | None]  # per view: (item index in the split's cache, number of clips) or None
+
+
+def studies(data: SplitData, views: Sequence[str], label: str) -> list[Study]:
+    """Group a split's records into studies with one slot per listed view (first file of that view)."""
+    by_study: dict[str, Study] = {}
+    for i, r in enumerate(data.records):
+        s = by_study.get(r.study)
+        if s is None:
+            s = by_study[r.study] = Study(r.study, r.patient, float(r.labels[label]), [None] * len(views))
+        v = views.index(r.view)
+        if s.slots[v] is None:
+            s.slots[v] = (i, int(data.num_clips[i]))
+    return [s for _, s in sorted(by_study.items())]
+
+
+class MultiViewInputs(Dataset):
+    """Study -> tokens [V*C, N, D] (C contiguous clips per view from frame 0) and slot presence [V*C]."""
+
+    def __init__(self, data: SplitData, rows: list[Study], clips: int) -> None:
+        self.data, self.rows, self.clips = data, rows, clips
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, j: int) -> dict[str, Any]:
+        s = self.rows[j]
+        n, d = self.data.tokens.shape[2:]
+        tokens = torch.zeros(len(s.slots) * self.clips, n, d)
+        presence = torch.zeros(len(s.slots) * self.clips, dtype=torch.bool)
+        for v, slot in enumerate(s.slots):
+            if slot is None:
+                continue
+            item, have = slot
+            for c in range(min(self.clips, have)):
+                tokens[v * self.clips + c] = torch.from_numpy(np.asarray(self.data.tokens[item, c], dtype=np.float32))
+                presence[v * self.clips + c] = True
+        return {"tokens": tokens, "presence": presence, "target": s.target, "item": j}
+
+
+def collate_multi(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "tokens": torch.stack([b["tokens"] for b in batch]),
+        "presence": torch.stack([b["presence"] for b in batch]),
+        "target": torch.tensor([b["target"] for b in batch]),
+        "item": torch.tensor([b["item"] for b in batch]),
+    }
+
+
+def loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, multiview: bool = False) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g if shuffle else None,
+                      collate_fn=collate_multi if multiview else collate_single)

@@ -1,0 +1,308 @@
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from echojepa.models.checkpoint import CheckpointMismatchError, export_reference_checkpoint
+from echojepa.models.presets import build_encoder
+from echojepa.probe.backbones import (
+    BACKBONE_CONF_DIR,
+    BACKBONE_KINDS,
+    PIXEL_STAT_FEATURES,
+    Backbone,
+    EchoPrimeBackbone,
+    Preprocess,
+    build_backbone,
+    load_backbone_config,
+    preprocess_from_config,
+)
+
+
+def assert_frozen(backbone: Backbone) -> None:
+    assert not backbone.training
+    assert all(not p.requires_grad for p in backbone.parameters())
+    nn.Sequential(backbone).train()  # a parent switching to train mode must not unfreeze it
+    assert not backbone.training and all(not m.training for m in backbone.modules())
+
+
+def tiny_clip(batch: int = 2, frames: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.rand(batch, 3, frames, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def tiny_vit(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_encoder("cpu_tiny")
+
+
+def export(path: Path, target: nn.Module, online: nn.Module | None = None) -> Path:
+    export_reference_checkpoint(path, online if online is not None else target, None, target, epoch=1)
+    return path
+
+
+def ckpt_cfg(path: Path, **extra) -> dict:
+    return load_backbone_config("echojepa_demo", checkpoint=str(path), **extra)
+
+
+# ----- presets ----------
+def test_every_backbone_preset_parses_with_a_known_kind_and_preprocessing():
+    names = sorted(p.stem for p in BACKBONE_CONF_DIR.glob("*.yaml"))
+    assert {
+        "echojepa_demo",
+        "vjepa2_vitl",
+        "vjepa2_vitg",
+        "random_vit",
+        "pixel_stats",
+        "echoprime",
+        "panecho",
+    } <= set(names)
+    for name in names:
+        cfg = load_backbone_config(name)
+        assert cfg["kind"] in BACKBONE_KINDS, name
+        pre = preprocess_from_config(cfg["preprocess"], img_size=224, num_frames=16)
+        assert isinstance(pre, Preprocess) and pre.segments >= 1
+
+
+def test_echoprime_preprocess_converts_published_0_255_statistics_to_0_1():
+    pre = preprocess_from_config(load_backbone_config("echoprime")["preprocess"])
+    assert (pre.img_size, pre.num_frames, pre.frame_step) == (224, 16, 2)
+    assert [round(m * 255, 2) for m in pre.mean] == [29.11, 28.08, 29.10]
+    assert [round(s * 255, 2) for s in pre.std] == [47.99, 46.46, 47.20]
+
+
+def test_unknown_kind_and_unknown_preprocess_keys_are_refused():
+    with pytest.raises(ValueError, match="unknown backbone kind"):
+        build_backbone({"kind": "resnet"})
+    with pytest.raises(ValueError, match="unknown keys"):
+        preprocess_from_config({"img_size": 8, "num_frames": 2, "mean": [0] * 3, "std": [1] * 3, "fps": 3})
+
+
+# ----- ViT kinds ----------
+def test_random_vit_is_a_seeded_frozen_token_encoder_with_preset_preprocessing():
+    backbone = build_backbone(load_backbone_config("random_vit"))
+    assert backbone.kind == "random" and backbone.embed_dim == 96
+    assert (backbone.preprocess.img_size, backbone.preprocess.num_frames) == (64, 16)  # from the preset
+    tokens = backbone(tiny_clip())
+    assert tokens.shape == (2, 2 * 2 * 2, 96) and not tokens.requires_grad
+    assert_frozen(backbone)
+    same = build_backbone(load_backbone_config("random_vit"))
+    other = build_backbone(load_backbone_config("random_vit", seed=1))
+    assert same.identity() == backbone.identity() != other.identity()
+    assert torch.equal(same(tiny_clip()), tokens)
+
+
+def test_building_the_random_floor_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_backbone(load_backbone_config("random_vit"))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_checkpoint_kind_gives_the_exported_target_encoder_features(tmp_path):
+    target, online = tiny_vit(0), tiny_vit(1)
+    path = export(tmp_path / "run" / "reference.pt", target, online)
+    x = tiny_clip()
+
+    backbone = build_backbone(ckpt_cfg(path))
+    assert backbone.kind == "checkpoint" and backbone.name == "echojepa_demo"
+    assert_frozen(backbone)
+    with torch.no_grad():
+        assert torch.equal(backbone(x), target.eval()(x))
+        online_tokens = online.eval()(x)
+    assert not torch.equal(backbone(x), online_tokens)
+    assert torch.equal(build_backbone(ckpt_cfg(path, which="encoder"))(x), online_tokens)
+
+
+def test_checkpoint_kind_reads_a_lightning_checkpoint_and_its_encoder_config(tmp_path):
+    target = tiny_vit(0)
+    encoder_cfg = {"patch_size": 16, "tubelet_size": 2, "embed_dim": 96, "depth": 4, "num_heads": 2}
+    state = {f"target_encoder.{k}": v for k, v in target.state_dict().items()}
+    state |= {f"encoder.{k}": torch.zeros_like(v) for k, v in target.state_dict().items()}
+    ckpt = {
+        "state_dict": state,
+        "hyper_parameters": {"encoder": encoder_cfg, "img_size": 64, "num_frames": 16},
+        "pytorch-lightning_version": "2.6.0",
+    }
+    torch.save(ckpt, tmp_path / "last.ckpt")
+    backbone = build_backbone(ckpt_cfg(tmp_path / "last.ckpt", model=None))
+    x = tiny_clip()
+    with torch.no_grad():
+        assert torch.equal(backbone(x), target.eval()(x))
+    torch.save(
+        {"state_dict": {"encoder.w": torch.zeros(1), "decoder.w": torch.zeros(1)}}, tmp_path / "mae.ckpt"
+    )
+    with pytest.raises(ValueError, match=r"no 'target_encoder' weights.*\['decoder', 'encoder'\]"):
+        build_backbone(ckpt_cfg(tmp_path / "mae.ckpt"))
+
+
+def test_checkpoint_kind_refuses_a_missing_or_unset_file(tmp_path):
+    missing = tmp_path / "nowhere" / "reference.pt"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        build_backbone(ckpt_cfg(missing))
+    with pytest.raises(ValueError, match="`checkpoint` is not set"):
+        build_backbone(load_backbone_config("echojepa_demo"))  # checkpoint: ???
+
+
+def test_checkpoint_kind_refuses_a_mismatched_checkpoint_naming_the_keys(tmp_path):
+    torch.manual_seed(0)
+    shallow = build_encoder("cpu_tiny", depth=2)
+    path = export(tmp_path / "shallow.pt", shallow)
+    with pytest.raises(CheckpointMismatchError, match=r"missing keys \(\d+\): blocks\.2\."):
+        build_backbone(ckpt_cfg(path))
+    with pytest.raises(ValueError, match="no model entry 'predictor'"):
+        build_backbone(ckpt_cfg(path, which="predictor"))  # exported without a predictor
+
+
+def test_identity_follows_the_weights_not_the_file_location(tmp_path):
+    target = tiny_vit(0)
+    a = build_backbone(ckpt_cfg(export(tmp_path / "a.pt", target)))
+    b = build_backbone(ckpt_cfg(export(tmp_path / "copy" / "b.pt", target), name="renamed"))
+    assert a.identity() == b.identity()
+    with torch.no_grad():
+        target.blocks[0].attn.qkv.bias[0] += 1e-3
+    c = build_backbone(ckpt_cfg(export(tmp_path / "c.pt", target)))
+    assert c.identity() != a.identity()
+    d = build_backbone(
+        ckpt_cfg(tmp_path / "a.pt", preprocess={**ckpt_cfg(tmp_path)["preprocess"], "segments": 2})
+    )
+    assert d.identity() != a.identity()  # preprocessing is part of what the features mean
+
+
+def test_vjepa2_kind_uses_the_released_rope_layout(tmp_path):
+    path = export(tmp_path / "released.pt", tiny_vit(0))
+    cfg = {**load_backbone_config("vjepa2_vitl"), "checkpoint": str(path), "model": "cpu_tiny"}
+    cfg["preprocess"] = {**cfg["preprocess"], "img_size": None, "num_frames": None}
+    released = build_backbone(cfg)
+    assert released.kind == "vjepa2" and released.encoder.rope_repeat_layout is True
+    ours = build_backbone(ckpt_cfg(path))
+    assert ours.encoder.rope_repeat_layout is False
+    assert not torch.allclose(released(tiny_clip()), ours(tiny_clip()))
+
+
+# ----- pixel statistics ----------
+def pulsing_disk(amplitude: float, frames: int = 32, size: int = 32, cycles: int = 2) -> torch.Tensor:
+    """A bright disk whose radius oscillates `cycles` times over the clip: [1, 3, T, H, W] in 0-1."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    r = torch.sqrt((yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2)
+    t = torch.arange(frames)
+    radius = 8 + amplitude * torch.sin(2 * math.pi * cycles * t / frames)  # [T]
+    video = (r[None] <= radius[:, None, None]).float() * 0.8 + 0.1  # [T, H, W]
+    return video[None, None].expand(1, 3, -1, -1, -1).contiguous()
+
+
+def test_pixel_stats_separates_clips_by_motion_amplitude():
+    backbone = build_backbone({**load_backbone_config("pixel_stats"), "grid": 4})
+    assert backbone.embed_dim == len(PIXEL_STAT_FEATURES)
+    assert_frozen(backbone)
+    col = {name: i for i, name in enumerate(PIXEL_STAT_FEATURES)}
+    small, large, still = (backbone(pulsing_disk(a)) for a in (1.0, 5.0, 0.0))
+    assert small.shape == (1, 16, len(PIXEL_STAT_FEATURES))
+    for feature in ("std", "dominant_amplitude", "motion", "range"):
+        assert large[0, :, col[feature]].sum() > 2 * small[0, :, col[feature]].sum() > 0, feature
+        assert still[0, :, col[feature]].abs().max() < 1e-6, feature
+    moving = large[0, :, col["dominant_amplitude"]] > 1e-3
+    assert torch.allclose(large[0, moving, col["dominant_frequency"]], torch.tensor(2 / 32))
+    # position features make the cells distinguishable without a positional embedding in the probe
+    assert torch.unique(large[0, :, [col["row"], col["col"]]], dim=0).shape[0] == 16
+
+
+# ----- EchoPrime ----------
+@pytest.fixture(scope="module")
+def echoprime() -> Backbone:
+    return build_backbone(load_backbone_config("echoprime", weights=None, allow_random=True))
+
+
+def test_echoprime_random_build_gives_one_512d_token_on_16x224_clips(echoprime):
+    assert isinstance(echoprime, EchoPrimeBackbone) and echoprime.embed_dim == 512
+    assert echoprime.input_size == (16, 224, 224)
+    assert_frozen(echoprime)
+    tokens = echoprime(torch.rand(1, 3, 16, 224, 224))
+    assert tokens.shape == (1, 1, 512) and torch.isfinite(tokens).all()
+    with pytest.raises(ValueError, match="16 x 224 x 224"):
+        echoprime(torch.rand(1, 3, 8, 224, 224))
+
+
+def test_echoprime_needs_weights_unless_random_is_explicitly_allowed(tmp_path, echoprime):
+    with pytest.raises(ValueError, match="allow_random"):
+        build_backbone(load_backbone_config("echoprime", weights=None))
+    with pytest.raises(FileNotFoundError, match="echo_prime_encoder.pt"):
+        build_backbone(load_backbone_config("echoprime", weights=str(tmp_path / "echo_prime_encoder.pt")))
+    # the Kinetics-400 torchvision head instead of EchoPrime's 512-d projection
+    state = dict(echoprime.model.state_dict())
+    state["head.1.weight"], state["head.1.bias"] = torch.zeros(400, 768), torch.zeros(400)
+    torch.save(state, tmp_path / "kinetics.pt")
+    with pytest.raises(
+        CheckpointMismatchError, match=r"head\.1\.weight checkpoint \[400, 768\] vs model \[512, 768\]"
+    ):
+        build_backbone(load_backbone_config("echoprime", weights=str(tmp_path / "kinetics.pt")))
+
+
+def test_echoprime_token_output_is_what_its_head_pools():
+    from torchvision.models.video.mvit import MSBlockConfig, MViT
+
+    torch.manual_seed(0)
+    blocks = [
+        MSBlockConfig(1, 96, 96, [3, 3, 3], [3, 3, 3], [1, 1, 1], [1, 2, 2]),
+        MSBlockConfig(2, 96, 192, [3, 3, 3], [3, 3, 3], [1, 2, 2], [1, 1, 1]),
+    ]
+    mvit = MViT(
+        spatial_size=(32, 32),
+        temporal_size=4,
+        block_setting=blocks,
+        residual_pool=True,
+        residual_with_cls_embed=False,
+        rel_pos_embed=True,
+        proj_after_attn=True,
+        num_classes=12,
+    )
+    pre = Preprocess(32, 4, 2, None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    backbone = EchoPrimeBackbone(mvit, "tokens", "tiny", pre, {"kind": "echoprime"}).freeze()
+    assert backbone.input_size == (4, 32, 32) and backbone.embed_dim == 192
+    x = tiny_clip(batch=2, frames=4, size=32)
+    tokens = backbone(x)
+    assert tokens.shape == (2, 1 + 2 * 4 * 4, 192)
+    with torch.no_grad():
+        assert torch.allclose(mvit.head(tokens[:, 0]), mvit(x), atol=1e-5)
+
+
+# ----- PanEcho ----------
+@pytest.fixture(scope="module")
+def panecho() -> Backbone:
+    return build_backbone(load_backbone_config("panecho", weights=None, allow_random=True, seed=3))
+
+
+def test_panecho_random_build_gives_one_768d_token_per_frame(panecho):
+    assert panecho.kind == "panecho" and panecho.embed_dim == 768
+    assert panecho.preprocess.mean == (0.485, 0.456, 0.406) and panecho.preprocess.frame_step == 1
+    assert_frozen(panecho)
+    tokens = panecho(tiny_clip(batch=1, frames=3, size=32))
+    assert tokens.shape == (1, 3, 768) and torch.isfinite(tokens).all()
+    with pytest.raises(ValueError, match="covers 16 frames"):
+        panecho(tiny_clip(batch=1, frames=17, size=32))
+
+
+def test_panecho_loads_the_released_multitask_layout_strictly(tmp_path, panecho):
+    released = {f"encoder.{k}": v for k, v in panecho.model.state_dict().items()}
+    released["EF_head.1.weight"] = torch.zeros(1, 768)  # task heads sit beside the backbone: ignored
+    with torch.no_grad():
+        released["encoder.transformer.layers.0.linear1.bias"] = (
+            released["encoder.transformer.layers.0.linear1.bias"] + 1
+        )
+    del released["encoder.transformer.layers.3.linear2.weight"]
+    torch.save({"weights": released}, tmp_path / "broken.pt")
+    with pytest.raises(
+        CheckpointMismatchError, match=r"missing keys \(1\): transformer\.layers\.3\.linear2\.weight"
+    ):
+        build_backbone(load_backbone_config("panecho", weights=str(tmp_path / "broken.pt")))
+
+    released["encoder.transformer.layers.3.linear2.weight"] = panecho.model.transformer.layers[
+        3
+    ].linear2.weight
+    torch.save({"weights": released}, tmp_path / "panecho.pt")
+    loaded = build_backbone(load_backbone_config("panecho", weights=str(tmp_path / "panecho.pt")))
+    assert loaded.identity() != panecho.identity()  # the changed bias is a change of weights
+    loaded_state = loaded.model.state_dict()
+    assert set(loaded_state) == {k.removeprefix("encoder.") for k in released if k.startswith("encoder.")}
+    assert all(torch.equal(v, released[f"encoder.{k}"]) for k, v in loaded_state.items())
