@@ -244,6 +244,36 @@ class AttentivePooler(nn.Module):
             _sub(p, "cross_attention_block"), query, x, key_padding_mask, shared
         )
 
+    def stacked_attention(
+        self, p: Params, x: Tensor, key_padding_mask: Tensor | None, shared: bool
+    ) -> Tensor:
+        """The cross-attention weights of the queries over the tokens (what ``stacked_forward`` pools
+        with), computed in the plain unfolded form: x [B, N, D] (shared) or [K, B, N, D] ->
+        [K, B, Q, heads, N], each row summing to 1 over the non-padded tokens."""
+        attn_mask = None
+        if key_padding_mask is not None and len(self.blocks):
+            k = p["query_tokens"].shape[0]
+            b, n = key_padding_mask.shape
+            attn_mask = (~key_padding_mask).view(1, b, 1, 1, n).expand(k, b, 1, 1, n).reshape(k * b, 1, 1, n)
+        for i, blk in enumerate(self.blocks):
+            x = blk.stacked_forward(_sub(p, f"blocks.{i}"), x, attn_mask, shared)  # [K, B, N, D]
+            shared = False
+        cb = self.cross_attention_block
+        cp = _sub(p, "cross_attention_block")
+        query = p["query_tokens"].squeeze(1)  # [K, Q, D]
+        k, nq, d = query.shape
+        nh = cb.num_heads
+        hd = d // nh
+        q = _linear(query, _sub(cp, "xattn.q")).reshape(k, nq, nh, hd)  # [K, Q, heads, hd]
+        h = _layer_norm(x, _sub(cp, "norm1"), shared, cb.eps)  # [K, B, N, D]
+        w_kv, b_kv = cp["xattn.kv.weight"], cp["xattn.kv.bias"]  # [K, 2D, D], [K, 2D]
+        keys = _linear(h, {"weight": w_kv[:, :d], "bias": b_kv[:, :d]})  # [K, B, N, D]
+        keys = keys.reshape(*keys.shape[:3], nh, hd)  # [K, B, N, heads, hd]
+        scores = torch.einsum("kqhj,kbnhj->kbqhn", q, keys) / math.sqrt(hd)  # [K, B, Q, heads, N]
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(key_padding_mask[None, :, None, None, :], float("-inf"))
+        return scores.softmax(dim=-1)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Heads
@@ -343,6 +373,18 @@ class AttentiveProbe(StackableHead):
             x = x.masked_fill(key_padding_mask.unsqueeze(-1), 0.0)
         q = self.pooler.stacked_forward(_sub(params, "pooler"), x, key_padding_mask, shared)  # [K, B, Q, D]
         return _linear(q.mean(dim=2), _sub(params, "linear"))  # [K, B, out]
+
+    def attention_weights(self, tokens: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        """Cross-attention weights of this head's query over the tokens, per attention head (averaged
+        over queries when there are several): tokens [B, N, D] or [B, S, N, D] -> [B, heads, N] (S*N
+        for segments, in token order). Padded tokens get weight 0; each row sums to 1."""
+        tokens, key_padding_mask = _flatten_segments(tokens, key_padding_mask)
+        _check_padding(key_padding_mask, tokens.shape[0], tokens.shape[1])
+        if key_padding_mask is not None:
+            tokens = tokens.masked_fill(key_padding_mask.unsqueeze(-1), 0.0)
+        params = {n: p.unsqueeze(0) for n, p in self.named_parameters()}
+        weights = self.pooler.stacked_attention(_sub(params, "pooler"), tokens, key_padding_mask, True)
+        return weights[0].mean(dim=1)  # [B, heads, N]
 
 
 class LinearProbe(StackableHead):

@@ -71,7 +71,8 @@ def log_to_mlflow(cfg: dict[str, Any], records: list[Path], cache_stats: dict[st
         mlflow.log_metrics({f"cache.{k}": float(v) for k, v in cache_stats.items()})
         for path in records:
             rec = json.loads(path.read_text())
-            prefix = f"{rec['backbone']}.{rec['condition']}.seed{rec['seed']}"
+            condition = rec["condition"].replace("=", "_")  # MLflow metric names allow no '='
+            prefix = f"{rec['backbone']}.{condition}.seed{rec['seed']}"
             mlflow.log_metrics({f"{prefix}.{m}": v["value"] for m, v in rec["metrics"].items()
                                 if isinstance(v, dict) and isinstance(v.get("value"), float)})
             mlflow.log_artifact(str(path), artifact_path="records")

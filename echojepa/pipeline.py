@@ -1,0 +1,194 @@
+"""The study pipeline behind `make demo`: synthetic world -> pretrain EchoJEPA and EchoMAE -> every
+protocol for every backbone -> the seed's tables, a report and a model bundle for echojepa-predict.
+
+Each stage leaves a marker (its own outputs); re-running skips finished stages, so an interrupted
+demo resumes where it stopped. Configs are composed from conf/ (study/, train, evaluate) with the
+Hydra compose API; the stages themselves are plain library calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from rich.console import Console
+
+from echojepa.config import to_plain
+from echojepa.paths import CONF_DIR
+
+log = logging.getLogger(__name__)
+
+
+def _compose(config_name: str, overrides: list[str]) -> dict[str, Any]:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_plain(compose(config_name=config_name, overrides=overrides))
+
+
+def load_study(name: str) -> dict[str, Any]:
+    with initialize_config_dir(config_dir=str(CONF_DIR / "study"), version_base="1.3"):
+        return to_plain(compose(config_name=name))
+
+
+class Study:
+    """Runs (or resumes) one study under `root` (data and runs live inside it)."""
+
+    def __init__(self, name: str, root: Path, console: Console | None = None) -> None:
+        self.cfg = load_study(name)
+        self.root = Path(root).resolve()
+        self.console = console or Console(width=150)  # tables need the room, also when piped to a log
+        self.timings: dict[str, float] = {}
+
+    # ----- paths ------------------------------------------------------------------------------------
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def world(self) -> Path:
+        w = self.cfg["world"]
+        return self.data_root / f"synth-{w['preset']}-s{w['seed']}"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def store(self) -> Path:
+        return self.runs / "results"
+
+    def _paths(self) -> list[str]:
+        return [f"paths.data_root={self.data_root}", f"paths.runs={self.runs}"]
+
+    def _stage(self, name: str, done: Callable[[], bool], fn: Callable[[], Any]) -> Any:
+        if done():
+            self.console.print(f"[green]✓[/green] {name} (done earlier, skipped)")
+            return None
+        self.console.rule(f"[bold]{name}")
+        t0 = time.perf_counter()
+        out = fn()
+        self.timings[name] = round(time.perf_counter() - t0, 1)
+        self.console.print(f"[green]✓[/green] {name} in {self.timings[name]:.0f} s")
+        return out
+
+    # ----- stages -----------------------------------------------------------------------------------
+    def synth(self) -> None:
+        from echojepa.synth import generate
+
+        w = self.cfg["world"]
+        self._stage(f"synthetic world ({w['preset']})", lambda: (self.world / "manifest.json").exists(),
+                    lambda: generate(self.world, w["preset"], seed=w["seed"]))
+
+    def pretrain_dir(self, objective: str) -> Path:
+        return self.runs / "pretrain" / objective
+
+    def pretrain_cfg(self, objective: str) -> dict[str, Any]:
+        p = self.cfg["pretrain"][objective]
+        w = self.cfg["world"]
+        return _compose("train", [
+            f"experiment={p['experiment']}", *self._paths(), f"data.synth.preset={w['preset']}",
+            f"data.synth.seed={w['seed']}", "trainer.enable_progress_bar=true", f"seed={self.cfg['seed']}",
+            *p.get("overrides", []),
+        ])  # fmt: skip
+
+    def pretrain(self, objective: str) -> None:
+        from echojepa.pretrain.run import pretrain
+
+        out = self.pretrain_dir(objective)
+        self._stage(f"pretrain {objective}", lambda: (out / "summary.json").exists(),
+                    lambda: pretrain(self.pretrain_cfg(objective), out))
+
+    def backbone_cfg(self, name: str) -> dict[str, Any]:
+        b = self.cfg["backbones"][name]
+        cfg = _compose("evaluate", [f"backbone={b['preset']}", *b.get("overrides", [])])["backbone"]
+        cfg["name"] = name
+        source = b.get("checkpoint_from") or b.get("model_from")
+        if source:
+            cfg["model"] = self.pretrain_cfg(source)["model"]
+        if b.get("checkpoint_from"):
+            cfg["checkpoint"] = str(self.pretrain_dir(b["checkpoint_from"]) / "reference.pt")
+        return cfg
+
+    def evaluation_cfg(self, backbone: str, task: str, protocol: str) -> dict[str, Any]:
+        w = self.cfg["world"]
+        cfg = _compose("evaluate", [
+            f"task={task}", f"protocol={protocol}", f"probe={self.cfg['probe']}", *self._paths(),
+            f"synth.preset={w['preset']}", f"synth.seed={w['seed']}", f"seed={self.cfg['seed']}",
+            *self.cfg.get("probe_overrides", []), *self.cfg.get("evaluation_overrides", []),
+        ])  # fmt: skip
+        cfg["backbone"] = self.backbone_cfg(backbone)
+        return cfg
+
+    def _marker(self, backbone: str, task: str, protocol: str) -> Path:
+        return self.runs / "study-markers" / f"{task}-{protocol}-{backbone}.json"
+
+    def evaluate(self) -> None:
+        from echojepa.probe.runner import run_probe
+
+        for task, protocol in self.cfg["evaluations"]:
+            for backbone in self.cfg["backbones"]:
+                marker = self._marker(backbone, task, protocol)
+
+                def run(backbone=backbone, task=task, protocol=protocol, marker=marker) -> None:
+                    written = run_probe(self.evaluation_cfg(backbone, task, protocol))
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    marker.write_text(json.dumps([str(p) for p in written], indent=1))
+
+                self._stage(f"probe {task}/{protocol} on {backbone}", marker.exists, run)
+
+    def bundle(self) -> Path:
+        from echojepa.predict import make_bundle
+
+        name = self.cfg["predict_bundle_backbone"]
+        out = self.runs / "model" / f"{name}.bundle.pt"
+        probes = {t: self.store / "probes" / t / name / "standard-internal-seed0.pt" for t in ("view", "lvef")}
+        self._stage("model bundle for echojepa-predict", out.exists,
+                    lambda: make_bundle(out, self.backbone_cfg(name), probes))
+        return out
+
+    def pretrain_curves(self) -> dict[str, tuple[list[int], list[float]]]:
+        """Loss curves from the MLflow store (or nothing when pretraining logged elsewhere)."""
+        import mlflow
+
+        curves: dict[str, tuple[list[int], list[float]]] = {}
+        db = self.runs / "mlflow.db"
+        if not db.exists():
+            return curves
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+        exp = client.get_experiment_by_name("echojepa-pretrain")
+        if exp is None:
+            return curves
+        for run in client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"]):
+            name = run.info.run_name.split("-")[0]
+            if name in curves:
+                continue
+            hist = client.get_metric_history(run.info.run_id, "train/loss_step")
+            curves[name] = ([m.step for m in hist], [m.value for m in hist])
+        return curves
+
+    def report(self) -> dict[str, Any]:
+        from echojepa.report.build import build_report, print_tables
+
+        out = self.runs / "report"
+        result = build_report(self.store, out, title=f"EchoJEPA suite — {self.cfg['name']} study (synthetic world)",
+                              pretrain_curves=self.pretrain_curves())
+        print_tables(self.store, console=self.console)
+        self.console.print(f"report: {result.get('markdown', out / 'report.md')}")
+        return result
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        self.synth()
+        for objective in self.cfg["pretrain"]:
+            self.pretrain(objective)
+        self.evaluate()
+        self.bundle()
+        result = self.report()
+        summary = {"study": self.cfg["name"], "root": str(self.root), "seconds": round(time.perf_counter() - t0, 1),
+                   "stages": self.timings, "report": {k: str(v) for k, v in result.items() if k in ("markdown", "html")}}
+        (self.runs / "study-summary.json").write_text(json.dumps(summary, indent=2))
+        return summary

@@ -1,0 +1,103 @@
+"""`echojepa-predict`: tables or JSON per file, exit codes, and no patient identifier in any output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from echojepa.cli.predict import main
+from echojepa.io import write_dicom, write_video
+from echojepa.predict import make_bundle
+from echojepa.probe.backbones import build_backbone, load_backbone_config
+from echojepa.probe.heads import HeadSpec, ProbeBank, ProbeTask, save_probe, train_probe_bank
+
+VIEWS = ["A4C", "A2C", "A3C", "A5C", "PLAX", "PSAX", "Subcostal"]
+SECRETS = ("Doe^Jane", "Doe", "Jane", "MRN123456")
+
+
+def _bank(dim: int, task: ProbeTask) -> tuple[ProbeBank, ProbeTask]:
+    bank = ProbeBank("attentive", {"embed_dim": dim, "out_dim": task.out_dim, "depth": 1, "num_heads": 2},
+                     [HeadSpec(1e-3, 0.0)])  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    y = (
+        torch.tensor([0, 1, 0, 1])
+        if task.kind == "classification"
+        else torch.tensor([40.0, 50.0, 60.0, 70.0])
+    )
+    batch = {"tokens": torch.randn(4, 8, dim, generator=g), "mask": None, "target": y}
+    return bank, train_probe_bank(bank, [batch], [batch], task, epochs=1).task
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("predict-cli")
+    pre = {"img_size": 32, "num_frames": 4, "frame_step": 2, "target_fps": None, "segments": 1,
+           "mean": [0.5] * 3, "std": [0.25] * 3}  # fmt: skip
+    cfg = load_backbone_config("random_vit", preprocess=pre)
+    backbone = build_backbone(cfg)
+    probes = {}
+    for name, task in (("view", ProbeTask("classification", num_classes=7, class_names=VIEWS)),
+                       ("lvef", ProbeTask("regression"))):  # fmt: skip
+        bank, task = _bank(backbone.embed_dim, task)
+        if name == "view":
+            with torch.no_grad():
+                bank.heads[0].linear.bias[0] += 50.0  # A4C on top: LVEF gets reported
+        probes[name] = root / f"{name}.pt"
+        save_probe(probes[name], bank, task, {"backbone_identity": backbone.identity(), "chosen_head": 0})
+    bundle = make_bundle(root / "model.bundle", cfg, probes)
+    frames = np.random.default_rng(0).integers(0, 255, (12, 40, 48, 3), dtype=np.uint8)
+    files = [root / "clip.avi", root / "study.dcm", root / "still.dcm", root / "broken.dcm"]
+    write_video(files[0], frames, 30.0)
+    write_dicom(files[1], frames, 30.0, identifiers={"PatientName": "Doe^Jane", "PatientID": "MRN123456"})
+    write_dicom(files[2], frames[:1], None, kind="still", identifiers={"PatientName": "Doe^Jane"})
+    files[3].write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00garbage" * 20)
+    return {"root": root, "bundle": bundle, "files": files}
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_output_scores_cines_and_reports_the_rest(setup, capsys, tmp_path):
+    files = [str(f) for f in setup["files"]]
+    code, out, err = _run(capsys, *files, "--checkpoint", str(setup["bundle"]), "--json", "--attention",
+                          str(tmp_path))  # fmt: skip
+    assert code == 0
+    results = json.loads(out)
+    assert [r["file"] for r in results] == files
+    assert [r["scorable"] for r in results] == [True, True, False, False]
+    assert results[0]["view"]["top"] == "A4C" and isinstance(results[0]["lvef"], float)
+    assert results[2]["reason"] == "still image" and results[3]["reason"]
+    assert Path(results[1]["attention"]["gif"]).is_file()
+    written = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    for secret in SECRETS:
+        assert secret not in out and secret not in err
+    for secret in SECRETS[0], SECRETS[-1]:  # short strings turn up in compressed image bytes by chance
+        assert secret.encode() not in written
+
+
+def test_table_output_names_each_file_and_its_predictions(setup, capsys):
+    code, out, _ = _run(capsys, *map(str, setup["files"][1:3]), "--checkpoint", str(setup["bundle"]))
+    assert code == 0
+    assert "study.dcm" in out and "still.dcm" in out
+    assert "A4C" in out and "lvef" in out and "still image" in out
+    assert not any(secret in out for secret in SECRETS)
+
+
+def test_missing_bundle_and_usage_errors_exit_2(setup, capsys, tmp_path):
+    code, _, err = _run(capsys, str(setup["files"][0]), "--checkpoint", str(tmp_path / "none.bundle"))
+    assert code == 2 and "not found" in err
+    assert _run(capsys, "--checkpoint", str(setup["bundle"]))[0] == 2  # no FILE
+    (tmp_path / "junk.bundle").write_bytes(b"junk")
+    code, _, err = _run(capsys, str(setup["files"][0]), "--checkpoint", str(tmp_path / "junk.bundle"))
+    assert code == 2 and "not a readable model bundle" in err
+    code, _, err = _run(
+        capsys, str(setup["files"][0]), "--checkpoint", str(setup["bundle"]), "--device", "nope"
+    )
+    assert code == 2 and "--device" in err
