@@ -20,3 +20,13 @@ def synth_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth-tiny")
     generate(out, "tiny", seed=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `small` preset (probe tests): enough videos for a probe to learn something, ~20 s to write."""
+    from echojepa.synth import generate
+
+    out = tmp_path_factory.mktemp("synth-small")
+    generate(out, "small", seed=0, progress=False)
+    return out

@@ -37,6 +37,7 @@ from echojepa.models.vit import VisionTransformer
 from echojepa.paths import CONF_DIR
 
 BACKBONE_CONF_DIR = CONF_DIR / "backbone"
+VECTOR_FEATURES = ("mean", "log_std", "log_amplitude", "frequency", "log_motion", "log_range")
 BACKBONE_KINDS = ("checkpoint", "vjepa2", "random", "pixel_stats", "echoprime", "panecho")
 # Config keys that locate weights or label a run but do not change what the backbone computes: left out
 # of identity(), which covers the weights themselves through their digest.
@@ -303,13 +304,30 @@ class PixelStatsBackbone(Backbone):
     Expects 0-1 intensities (its preprocess has mean 0, std 1).
     """
 
-    def __init__(self, grid: int, name: str, preprocess: Preprocess, config: Mapping[str, Any]) -> None:
-        super().__init__(name, "pixel_stats", preprocess, len(PIXEL_STAT_FEATURES), config)
+    def __init__(self, grid: int, name: str, preprocess: Preprocess, config: Mapping[str, Any],
+                 layout: str = "cells") -> None:
+        if layout not in ("cells", "vector"):
+            raise ValueError(f"pixel_stats layout must be 'cells' or 'vector', got {layout!r}")
+        dim = len(PIXEL_STAT_FEATURES) if layout == "cells" else grid * grid * len(VECTOR_FEATURES)
+        super().__init__(name, "pixel_stats", preprocess, dim, config)
         if grid < 1:
             raise ValueError(f"pixel_stats grid must be >= 1, got {grid}")
         self.grid = int(grid)
+        self.layout = layout
 
     def encode(self, video: Tensor) -> Tensor:
+        cells = self.cell_stats(video)  # [B, G, 8]
+        if self.layout == "cells":
+            return cells
+        # One token of every cell's statistics, the scale-free ones in log space so that amplitudes
+        # (~1e-2) and means (~0.3) meet the probe's LayerNorm on a comparable scale.
+        eps = 1e-4
+        mean, std, amp, freq, motion, span = (cells[..., i] for i in range(6))
+        feats = torch.stack([mean, (std + eps).log(), (amp + eps).log(), freq, (motion + eps).log(),
+                             (span + eps).log()], dim=-1)  # [B, G, 6]
+        return feats.flatten(1)[:, None]  # [B, 1, G*6]
+
+    def cell_stats(self, video: Tensor) -> Tensor:
         b, _, t, _, _ = video.shape
         g = self.grid
         x = video.float().mean(dim=1)  # [B, T, H, W]
@@ -336,7 +354,8 @@ class PixelStatsBackbone(Backbone):
 def _build_pixel_stats(cfg: Mapping[str, Any]) -> Backbone:
     preprocess = preprocess_from_config(cfg.get("preprocess") or {})
     return PixelStatsBackbone(
-        int(cfg.get("grid", 8)), str(cfg.get("name") or "pixel_stats"), preprocess, cfg
+        int(cfg.get("grid", 8)), str(cfg.get("name") or "pixel_stats"), preprocess, cfg,
+        layout=str(cfg.get("layout", "cells")),
     ).freeze()
 
 

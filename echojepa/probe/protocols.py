@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,7 @@ def record(ctx: Context, *, protocol: str, condition: str, dataset: str, seed: i
         save_probe(ckpt_path, bank, ptask, {
             "backbone": name, "backbone_identity": ctx.backbone.identity(), "task": ctx.task["name"],
             "protocol": protocol, "condition": condition, "chosen_head": result.best_head,
+            "chosen": result.chosen,
             "preprocess": vars(ctx.backbone.preprocess) if hasattr(ctx.backbone.preprocess, "__dict__") else {},
         })
         ckpt = str(ckpt_path)
@@ -246,8 +248,8 @@ def standard(ctx: Context) -> None:
             raise ValueError(f"{ctx.cfg['probe_checkpoint']}: trained on another backbone "
                              f"({meta.get('backbone')}); refusing to evaluate it on {ctx.backbone.name}")
         train_y = targets(td.split("train").records, ctx.task)
-        result = TrainResult(best_head=int(meta["chosen_head"]), val_metric_name="loaded", val_metrics=[],
-                             higher_is_better=False, specs=bank.specs)
+        # the head chosen on validation when the probe was trained, carried by its checkpoint
+        result = SimpleNamespace(best_head=int(meta["chosen_head"]), chosen={**meta["chosen"], "loaded_from": ctx.cfg["probe_checkpoint"]})
     else:
         train_in, val_in, train_y = _train_val(ctx, td)
         bank, ptask, result = fit(ctx, train_in, val_in, train_y, seed=seed)

@@ -193,7 +193,7 @@ def pulsing_disk(amplitude: float, frames: int = 32, size: int = 32, cycles: int
 
 
 def test_pixel_stats_separates_clips_by_motion_amplitude():
-    backbone = build_backbone({**load_backbone_config("pixel_stats"), "grid": 4})
+    backbone = build_backbone({**load_backbone_config("pixel_stats"), "grid": 4, "layout": "cells"})
     assert backbone.embed_dim == len(PIXEL_STAT_FEATURES)
     assert_frozen(backbone)
     col = {name: i for i, name in enumerate(PIXEL_STAT_FEATURES)}
@@ -206,6 +206,19 @@ def test_pixel_stats_separates_clips_by_motion_amplitude():
     assert torch.allclose(large[0, moving, col["dominant_frequency"]], torch.tensor(2 / 32))
     # position features make the cells distinguishable without a positional embedding in the probe
     assert torch.unique(large[0, :, [col["row"], col["col"]]], dim=0).shape[0] == 16
+
+
+def test_pixel_stats_vector_layout_is_one_token_of_every_cell_in_log_space():
+    cells = build_backbone({**load_backbone_config("pixel_stats"), "grid": 4, "layout": "cells"})
+    vector = build_backbone({**load_backbone_config("pixel_stats"), "grid": 4, "layout": "vector"})
+    clip = pulsing_disk(5.0)
+    tokens = vector(clip)  # [1, 1, 16 * 6]
+    assert tokens.shape == (1, 1, 16 * 6) and vector.embed_dim == 16 * 6
+    per_cell = tokens.view(16, 6)
+    c = cells(clip)[0]
+    col = {name: i for i, name in enumerate(PIXEL_STAT_FEATURES)}
+    torch.testing.assert_close(per_cell[:, 0], c[:, col["mean"]])
+    torch.testing.assert_close(per_cell[:, 1], (c[:, col["std"]] + 1e-4).log())
 
 
 # ----- EchoPrime ----------
