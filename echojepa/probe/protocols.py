@@ -71,7 +71,7 @@ class Context:
         if ds is None:
             raise ValueError(f"task {self.task['name']} has no {which!r} dataset")
         return TaskData(ds, self.task, self.backbone, self.cache, self.cfg.get("batch_size", 16),
-                        self.cfg.get("device", "cpu"), self.cfg.get("num_workers", 0), self.cfg.get("seed", 0),
+                        self.cfg.get("device", "cpu"), self.cfg.get("num_workers", 0), self.cfg.get("feature_seed", 0),
                         self.progress)
 
 
