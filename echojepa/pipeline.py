@@ -170,12 +170,30 @@ class Study:
             curves[name] = ([m.step for m in hist], [m.value for m in hist])
         return curves
 
-    def report(self) -> dict[str, Any]:
+    def attention_examples(self, bundle: Path) -> dict[str, Path]:
+        """Attention maps of the bundled model on a few test clips (an A4C AVI and MIMIC DICOMs)."""
+        from echojepa.predict import Predictor
+
+        out = self.runs / "report" / "attention"
+        files = sorted((self.world / "echonet_dynamic" / "Videos").glob("*.avi"))[:1]
+        files += sorted((self.world / "mimic_iv_echo" / "files").rglob("*.dcm"))[:2]
+        predictor = Predictor.from_bundle(bundle)
+        figures = {}
+        for f in files:
+            r = predictor.predict_file(f, attention_dir=out)
+            png = (r.get("attention") or {}).get("png") if r.get("scorable") else None
+            if png:
+                lvef = f", LVEF {r['lvef']:.1f}%" if r.get("lvef") is not None else ""
+                figures[f"Probe attention on {f.name} (predicted view {r['view']['top']}{lvef})"] = Path(png)
+        return figures
+
+    def report(self, bundle: Path | None = None) -> dict[str, Any]:
         from echojepa.report.build import build_report, print_tables
 
         out = self.runs / "report"
+        extra = self.attention_examples(bundle) if bundle is not None and bundle.exists() else None
         result = build_report(self.store, out, title=f"EchoJEPA suite — {self.cfg['name']} study (synthetic world)",
-                              pretrain_curves=self.pretrain_curves())
+                              pretrain_curves=self.pretrain_curves(), extra_figures=extra)
         print_tables(self.store, console=self.console)
         self.console.print(f"report: {result.get('markdown', out / 'report.md')}")
         return result
@@ -186,8 +204,8 @@ class Study:
         for objective in self.cfg["pretrain"]:
             self.pretrain(objective)
         self.evaluate()
-        self.bundle()
-        result = self.report()
+        bundle = self.bundle()
+        result = self.report(bundle)
         summary = {"study": self.cfg["name"], "root": str(self.root), "seconds": round(time.perf_counter() - t0, 1),
                    "stages": self.timings, "report": {k: str(v) for k, v in result.items() if k in ("markdown", "html")}}
         (self.runs / "study-summary.json").write_text(json.dumps(summary, indent=2))

@@ -108,3 +108,13 @@ def test_saved_probe_is_refused_when_missing_or_from_another_backbone(synth_smal
         run_probe(other, progress=False)
     ok = run_probe(_cfg(synth_small, store, "lvef", "standard", f"probe_checkpoint={saved}"), progress=False)
     assert ok
+
+
+def test_all_clips_test_time_averages_every_window(synth_small, store):
+    from echojepa.probe.taskdata import all_clip_groups
+
+    assert all_clip_groups(np.array([3, 1]), 2) == [(0, [0, 1]), (0, [1, 2]), (1, [0, 0])]
+    written = run_probe(_cfg(synth_small, store, "lvef", "standard", "protocol.test_time=all_clips",
+                             "protocol.conditions=[internal]"), progress=False)
+    rec = next(json.loads(p.read_text()) for p in written if "pixel_stats" in str(p))
+    assert rec["n"] == 16 and np.isfinite(rec["metrics"]["mae"]["value"])
