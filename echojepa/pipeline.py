@@ -80,8 +80,11 @@ class Study:
         from echojepa.synth import generate
 
         w = self.cfg["world"]
-        self._stage(f"synthetic world ({w['preset']})", lambda: (self.world / "manifest.json").exists(),
-                    lambda: generate(self.world, w["preset"], seed=w["seed"]))
+        self._stage(
+            f"synthetic world ({w['preset']})",
+            lambda: (self.world / "manifest.json").exists(),
+            lambda: generate(self.world, w["preset"], seed=w["seed"]),
+        )
 
     def pretrain_dir(self, objective: str) -> Path:
         return self.runs / "pretrain" / objective
@@ -99,8 +102,11 @@ class Study:
         from echojepa.pretrain.run import pretrain
 
         out = self.pretrain_dir(objective)
-        self._stage(f"pretrain {objective}", lambda: (out / "summary.json").exists(),
-                    lambda: pretrain(self.pretrain_cfg(objective), out))
+        self._stage(
+            f"pretrain {objective}",
+            lambda: (out / "summary.json").exists(),
+            lambda: pretrain(self.pretrain_cfg(objective), out),
+        )
 
     def backbone_cfg(self, name: str) -> dict[str, Any]:
         b = self.cfg["backbones"][name]
@@ -145,9 +151,14 @@ class Study:
 
         name = self.cfg["predict_bundle_backbone"]
         out = self.runs / "model" / f"{name}.bundle.pt"
-        probes = {t: self.store / "probes" / t / name / "standard-internal-seed0.pt" for t in ("view", "lvef")}
-        self._stage("model bundle for echojepa-predict", out.exists,
-                    lambda: make_bundle(out, self.backbone_cfg(name), probes))
+        probes = {
+            t: self.store / "probes" / t / name / "standard-internal-seed0.pt" for t in ("view", "lvef")
+        }
+        self._stage(
+            "model bundle for echojepa-predict",
+            out.exists,
+            lambda: make_bundle(out, self.backbone_cfg(name), probes),
+        )
         return out
 
     def pretrain_curves(self) -> dict[str, tuple[list[int], list[float]]]:
@@ -192,8 +203,13 @@ class Study:
 
         out = self.runs / "report"
         extra = self.attention_examples(bundle) if bundle is not None and bundle.exists() else None
-        result = build_report(self.store, out, title=f"EchoJEPA suite — {self.cfg['name']} study (synthetic world)",
-                              pretrain_curves=self.pretrain_curves(), extra_figures=extra)
+        result = build_report(
+            self.store,
+            out,
+            title=f"EchoJEPA suite — {self.cfg['name']} study (synthetic world)",
+            pretrain_curves=self.pretrain_curves(),
+            extra_figures=extra,
+        )
         print_tables(self.store, console=self.console)
         self.console.print(f"report: {result.get('markdown', out / 'report.md')}")
         return result
@@ -206,7 +222,12 @@ class Study:
         self.evaluate()
         bundle = self.bundle()
         result = self.report(bundle)
-        summary = {"study": self.cfg["name"], "root": str(self.root), "seconds": round(time.perf_counter() - t0, 1),
-                   "stages": self.timings, "report": {k: str(v) for k, v in result.items() if k in ("markdown", "html")}}
+        summary = {
+            "study": self.cfg["name"],
+            "root": str(self.root),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "stages": self.timings,
+            "report": {k: str(v) for k, v in result.items() if k in ("markdown", "html")},
+        }
         (self.runs / "study-summary.json").write_text(json.dumps(summary, indent=2))
         return summary

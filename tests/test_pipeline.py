@@ -1,4 +1,4 @@
-"""The whole study at the `tiny` size: every stage, all six tables, the report, and predict on real formats."""
+"""The whole study at the `tiny` size: every stage, all six tables, the report, predict on real formats."""
 
 import json
 
@@ -31,14 +31,20 @@ def test_every_table_is_complete_with_finite_numbers(study):
     for t in tables:
         assert complete(t), t.title
         names = [r.label for r in t.rows if not r.summary]
-        assert {"trivial", "pixel_stats", "random_vit", "echomae_demo", "echojepa_demo"} <= set(names), t.title
+        assert {"trivial", "pixel_stats", "random_vit", "echomae_demo", "echojepa_demo"} <= set(names), (
+            t.title
+        )
 
 
 def test_report_files_hold_the_tables(study):
     s, summary = study
     md = (s.runs / "report" / "report.md").read_text()
     html = (s.runs / "report" / "report.html").read_text()
-    for title in ("Controlled Comparison", "Robustness to Acoustic Degradation", "Adult to Pediatric Transfer"):
+    for title in (
+        "Controlled Comparison",
+        "Robustness to Acoustic Degradation",
+        "Adult to Pediatric Transfer",
+    ):
         assert title in md and title in html
     assert list((s.runs / "report" / "figures").glob("*.png"))
     assert summary["report"]["html"].endswith("report.html")
@@ -74,8 +80,11 @@ def test_pretrained_and_random_init_side_by_side(study):
     from echojepa.report.records import load_records
 
     s, _ = study
-    recs = [r for r in load_records(s.store) if r["task"] == "lvef" and r["protocol"] == "standard"
-            and r["condition"] == "internal"]
+    recs = [
+        r
+        for r in load_records(s.store)
+        if r["task"] == "lvef" and r["protocol"] == "standard" and r["condition"] == "internal"
+    ]
     maes = {r["backbone"]: r["metrics"]["mae"]["value"] for r in recs}
     assert {"random_vit", "echojepa_demo", "echomae_demo"} <= set(maes)
     assert all(np.isfinite(v) for v in maes.values())

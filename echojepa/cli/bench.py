@@ -33,9 +33,21 @@ def _sweep_cfg(world: str) -> dict:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_plain(compose("evaluate", overrides=[
-            "task=lvef", "backbone=random_vit", "backbone.model=cpu_small", "probe=attentive_cpu",
-            "probe.epochs=5", f"synth_root={world}", "protocol.conditions=[internal]", "num_workers=0"]))
+        return to_plain(
+            compose(
+                "evaluate",
+                overrides=[
+                    "task=lvef",
+                    "backbone=random_vit",
+                    "backbone.model=cpu_small",
+                    "probe=attentive_cpu",
+                    "probe.epochs=5",
+                    f"synth_root={world}",
+                    "protocol.conditions=[internal]",
+                    "num_workers=0",
+                ],
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-vitl", action="store_true", help="skip the (slow on CPU) ViT-L step")
     ap.add_argument("--skip-synth", action="store_true")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--sweep-world", type=str, default=None,
-                    help="a synthetic world folder: time a probe sweep on cached vs recomputed features")
+    ap.add_argument(
+        "--sweep-world",
+        type=str,
+        default=None,
+        help="a synthetic world folder: time a probe sweep on cached vs recomputed features",
+    )
     args = ap.parse_args(argv)
     console = Console()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -71,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     small = _module("cpu_small", "jepa").encoder
     for depth in (1, 4):
         results[f"probe_12_heads_per_pass_cpu_small_16x112_depth{depth}"] = heads_per_backbone_pass(
-            small, 16, 112, batch_size=8, num_heads=12, depth=depth)
+            small, 16, 112, batch_size=8, num_heads=12, depth=depth
+        )
     if args.sweep_world:
         from echojepa.probe.bench import sweep_cached_vs_recomputed
 

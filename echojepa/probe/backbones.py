@@ -304,8 +304,9 @@ class PixelStatsBackbone(Backbone):
     Expects 0-1 intensities (its preprocess has mean 0, std 1).
     """
 
-    def __init__(self, grid: int, name: str, preprocess: Preprocess, config: Mapping[str, Any],
-                 layout: str = "cells") -> None:
+    def __init__(
+        self, grid: int, name: str, preprocess: Preprocess, config: Mapping[str, Any], layout: str = "cells"
+    ) -> None:
         if layout not in ("cells", "vector"):
             raise ValueError(f"pixel_stats layout must be 'cells' or 'vector', got {layout!r}")
         dim = len(PIXEL_STAT_FEATURES) if layout == "cells" else grid * grid * len(VECTOR_FEATURES)
@@ -323,8 +324,10 @@ class PixelStatsBackbone(Backbone):
         # (~1e-2) and means (~0.3) meet the probe's LayerNorm on a comparable scale.
         eps = 1e-4
         mean, std, amp, freq, motion, span = (cells[..., i] for i in range(6))
-        feats = torch.stack([mean, (std + eps).log(), (amp + eps).log(), freq, (motion + eps).log(),
-                             (span + eps).log()], dim=-1)  # [B, G, 6]
+        feats = torch.stack(
+            [mean, (std + eps).log(), (amp + eps).log(), freq, (motion + eps).log(), (span + eps).log()],
+            dim=-1,
+        )  # [B, G, 6]
         return feats.flatten(1)[:, None]  # [B, 1, G*6]
 
     def cell_stats(self, video: Tensor) -> Tensor:
@@ -354,7 +357,10 @@ class PixelStatsBackbone(Backbone):
 def _build_pixel_stats(cfg: Mapping[str, Any]) -> Backbone:
     preprocess = preprocess_from_config(cfg.get("preprocess") or {})
     return PixelStatsBackbone(
-        int(cfg.get("grid", 8)), str(cfg.get("name") or "pixel_stats"), preprocess, cfg,
+        int(cfg.get("grid", 8)),
+        str(cfg.get("name") or "pixel_stats"),
+        preprocess,
+        cfg,
         layout=str(cfg.get("layout", "cells")),
     ).freeze()
 

@@ -16,14 +16,27 @@ import torch
 from echojepa.probe.heads import ProbeBank, ProbeTask, grid_specs
 
 
-def heads_per_backbone_pass(encoder: torch.nn.Module, num_frames: int, img_size: int, batch_size: int = 8,
-                            num_heads: int = 12, depth: int = 1, attn_heads: int = 4, steps: int = 3) -> dict[str, float]:
+def heads_per_backbone_pass(
+    encoder: torch.nn.Module,
+    num_frames: int,
+    img_size: int,
+    batch_size: int = 8,
+    num_heads: int = 12,
+    depth: int = 1,
+    attn_heads: int = 4,
+    steps: int = 3,
+) -> dict[str, float]:
     """One training step = one frozen-backbone forward + probe forward/backward/AdamW, for 1 vs K heads."""
     encoder.eval()
     x = torch.randn(batch_size, 3, num_frames, img_size, img_size)
     target = torch.randn(batch_size)
     task = ProbeTask("regression", target_mean=0.0, target_std=1.0)
-    kwargs: dict[str, Any] = {"embed_dim": encoder.embed_dim, "out_dim": 1, "depth": depth, "num_heads": attn_heads}
+    kwargs: dict[str, Any] = {
+        "embed_dim": encoder.embed_dim,
+        "out_dim": 1,
+        "depth": depth,
+        "num_heads": attn_heads,
+    }
 
     def timed(k: int) -> float:
         bank = ProbeBank("attentive", kwargs, grid_specs([1e-3] * k, [0.05]))
@@ -41,8 +54,13 @@ def heads_per_backbone_pass(encoder: torch.nn.Module, num_frames: int, img_size:
         return sorted(times[1:])[len(times[1:]) // 2]
 
     one, many = timed(1), timed(num_heads)
-    return {"one_head_step_s": one, f"{num_heads}_heads_step_s": many, "ratio": many / one,
-            "probe_depth": depth, "tokens": int(encoder(x[:1]).shape[1])}
+    return {
+        "one_head_step_s": one,
+        f"{num_heads}_heads_step_s": many,
+        "ratio": many / one,
+        "probe_depth": depth,
+        "tokens": int(encoder(x[:1]).shape[1]),
+    }
 
 
 def sweep_cached_vs_recomputed(cfg: dict[str, Any], settings: int = 4) -> dict[str, float]:
@@ -51,7 +69,12 @@ def sweep_cached_vs_recomputed(cfg: dict[str, Any], settings: int = 4) -> dict[s
 
     work = Path(tempfile.mkdtemp(prefix="echojepa-bench-"))
     try:
-        cfg = {**cfg, "store": str(work / "store"), "cache_dir": str(work / "cache"), "mlflow": {"enabled": False}}
+        cfg = {
+            **cfg,
+            "store": str(work / "store"),
+            "cache_dir": str(work / "cache"),
+            "mlflow": {"enabled": False},
+        }
         t0 = time.perf_counter()
         run_probe(cfg, progress=False)  # miss: extract + train
         first = time.perf_counter() - t0
@@ -61,8 +84,12 @@ def sweep_cached_vs_recomputed(cfg: dict[str, Any], settings: int = 4) -> dict[s
             run_probe({**cfg, "seed": s + 1}, progress=False)  # hit: train only
             cached.append(time.perf_counter() - t0)
         per_cached = sum(cached) / len(cached)
-        return {"first_run_s (extract+train)": first, "cached_run_s (train)": per_cached,
-                "recompute_sweep_s": first * settings, "cached_sweep_s": first + per_cached * (settings - 1),
-                "per_setting_speedup": first / per_cached}
+        return {
+            "first_run_s (extract+train)": first,
+            "cached_run_s (train)": per_cached,
+            "recompute_sweep_s": first * settings,
+            "cached_sweep_s": first + per_cached * (settings - 1),
+            "per_setting_speedup": first / per_cached,
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -43,25 +43,54 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def regression_report(pred: np.ndarray, target: np.ndarray, groups: Sequence[str], binary: Mapping | None,
-                      n_resamples: int, alpha: float, seed: int) -> dict[str, dict]:
+def regression_report(
+    pred: np.ndarray,
+    target: np.ndarray,
+    groups: Sequence[str],
+    binary: Mapping | None,
+    n_resamples: int,
+    alpha: float,
+    seed: int,
+) -> dict[str, dict]:
     """MAE/RMSE/R2 (+ AUROC for the task's clinical threshold), each with a patient-level bootstrap CI."""
-    metrics = with_ci({"mae": weighted_mae, "rmse": weighted_rmse, "r2": weighted_r2}, pred, target,
-                      n_resamples=n_resamples, alpha=alpha, seed=seed, groups=groups)
+    metrics = with_ci(
+        {"mae": weighted_mae, "rmse": weighted_rmse, "r2": weighted_r2},
+        pred,
+        target,
+        n_resamples=n_resamples,
+        alpha=alpha,
+        seed=seed,
+        groups=groups,
+    )
     if binary:
         below = binary["positive"] == "below"
         label = (target < binary["threshold"]) if below else (target >= binary["threshold"])
         score = -pred if below else pred
         if 0 < label.sum() < len(label):
-            metrics |= with_ci({binary["name"]: weighted_auroc}, score, label.astype(np.float64),
-                               n_resamples=n_resamples, alpha=alpha, seed=seed, groups=groups)
+            metrics |= with_ci(
+                {binary["name"]: weighted_auroc},
+                score,
+                label.astype(np.float64),
+                n_resamples=n_resamples,
+                alpha=alpha,
+                seed=seed,
+                groups=groups,
+            )
     return metrics
 
 
-def classification_report(probs: np.ndarray, target: np.ndarray, groups: Sequence[str], n_resamples: int,
-                          alpha: float, seed: int) -> dict[str, dict]:
-    return with_ci({"accuracy": weighted_accuracy, "balanced_accuracy": weighted_balanced_accuracy}, probs,
-                   target, n_resamples=n_resamples, alpha=alpha, seed=seed, groups=groups)
+def classification_report(
+    probs: np.ndarray, target: np.ndarray, groups: Sequence[str], n_resamples: int, alpha: float, seed: int
+) -> dict[str, dict]:
+    return with_ci(
+        {"accuracy": weighted_accuracy, "balanced_accuracy": weighted_balanced_accuracy},
+        probs,
+        target,
+        n_resamples=n_resamples,
+        alpha=alpha,
+        seed=seed,
+        groups=groups,
+    )
 
 
 def write_record(
@@ -122,7 +151,9 @@ def write_record(
     return path
 
 
-def find_record(store: Path, task: str, protocol: str, backbone: str, condition: str, seed: int) -> Path | None:
+def find_record(
+    store: Path, task: str, protocol: str, backbone: str, condition: str, seed: int
+) -> Path | None:
     """An existing record of this evaluation (any config hash), for resumable pipelines."""
     folder = Path(store) / "records" / _safe(task) / _safe(protocol) / _safe(backbone)
     hits = sorted(folder.glob(f"{_safe(condition)}-seed{seed}-*.json"))

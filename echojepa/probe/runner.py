@@ -43,8 +43,14 @@ def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:
     ensure_synthetic(cfg)
     backbone = build_backbone(cfg["backbone"])
     cache = FeatureCache(cfg["cache_dir"])
-    ctx = Context(cfg=cfg, backbone=backbone, backbone_kind=backbone_kind(cfg), cache=cache,
-                  store=Path(cfg["store"]), progress=progress)
+    ctx = Context(
+        cfg=cfg,
+        backbone=backbone,
+        backbone_kind=backbone_kind(cfg),
+        cache=cache,
+        store=Path(cfg["store"]),
+        progress=progress,
+    )
     PROTOCOLS[name](ctx)
     stats = cache.stats()
     log.info("feature cache: %s", stats)
@@ -60,7 +66,9 @@ def log_to_mlflow(cfg: dict[str, Any], records: list[Path], cache_stats: dict[st
 
     mlflow.set_tracking_uri(cfg["mlflow"]["tracking_uri"])
     mlflow.set_experiment(cfg["mlflow"]["experiment_name"])
-    run_name = f"{cfg['task']['name']}-{cfg['protocol']['name']}-{cfg['backbone']['name']}-seed{cfg.get('seed', 0)}"
+    run_name = (
+        f"{cfg['task']['name']}-{cfg['protocol']['name']}-{cfg['backbone']['name']}-seed{cfg.get('seed', 0)}"
+    )
     with mlflow.start_run(run_name=run_name):
         mlflow.log_params({
             "backbone": cfg["backbone"]["name"], "backbone_kind": cfg["backbone"]["kind"],
@@ -73,8 +81,13 @@ def log_to_mlflow(cfg: dict[str, Any], records: list[Path], cache_stats: dict[st
             rec = json.loads(path.read_text())
             condition = rec["condition"].replace("=", "_")  # MLflow metric names allow no '='
             prefix = f"{rec['backbone']}.{condition}.seed{rec['seed']}"
-            mlflow.log_metrics({f"{prefix}.{m}": v["value"] for m, v in rec["metrics"].items()
-                                if isinstance(v, dict) and isinstance(v.get("value"), float)})
+            mlflow.log_metrics(
+                {
+                    f"{prefix}.{m}": v["value"]
+                    for m, v in rec["metrics"].items()
+                    if isinstance(v, dict) and isinstance(v.get("value"), float)
+                }
+            )
             mlflow.log_artifact(str(path), artifact_path="records")
             if rec.get("predictions_csv"):
                 mlflow.log_artifact(str(path.parent / rec["predictions_csv"]), artifact_path="predictions")

@@ -83,7 +83,9 @@ class TaskData:
         self.num_workers = num_workers
         self.seed = seed
         self.progress = progress
-        self.index: DatasetIndex = read_index(self.cfg["format"], Path(self.cfg["root"]), **(self.cfg.get("reader") or {}))
+        self.index: DatasetIndex = read_index(
+            self.cfg["format"], Path(self.cfg["root"]), **(self.cfg.get("reader") or {})
+        )
 
     def usable(self, split: str) -> tuple[list[Record], list[tuple[str, str]]]:
         """Records of `split` that carry this task's label (and, for views, a known class)."""
@@ -103,34 +105,57 @@ class TaskData:
             keep.append(r)
         return keep, excluded
 
-    def dataset(self, records: Sequence[Record], mode: str, degradation: str | None = None,
-                train_aug: bool = False) -> VideoClipDataset:
+    def dataset(
+        self, records: Sequence[Record], mode: str, degradation: str | None = None, train_aug: bool = False
+    ) -> VideoClipDataset:
         pre = self.backbone.preprocess
         spec = clip_spec(self.task, self.backbone, mode)
         if mode == "all" and self.task.get("multiview"):
-            spec = ClipSpec(frames=spec.frames, frame_step=spec.frame_step, target_fps=spec.target_fps, segments=1)
+            spec = ClipSpec(
+                frames=spec.frames, frame_step=spec.frame_step, target_fps=spec.target_fps, segments=1
+            )
         transform = build_transform(train_aug, pre.img_size, pre.mean, pre.std)
         deg = None if degradation in (None, "original", "none") else load_degradation(degradation)
         return VideoClipDataset(records, spec, transform, mode=mode, degradation=deg, seed=self.seed)
 
-    def split(self, split: str, mode: str = "center", degradation: str | None = None,
-              aug_view: int | None = None) -> SplitData:
+    def split(
+        self, split: str, mode: str = "center", degradation: str | None = None, aug_view: int | None = None
+    ) -> SplitData:
         records, excluded = self.usable(split)
         if not records:
             raise ValueError(f"{self.cfg['root']}: no usable {split} records for task {self.task['name']}")
-        ds = self.dataset(records, "random" if aug_view is not None else mode, degradation, aug_view is not None)
+        ds = self.dataset(
+            records, "random" if aug_view is not None else mode, degradation, aug_view is not None
+        )
         parts = feature_key_parts(
-            self.backbone, ds, format=self.cfg["format"], root=self.cfg["root"], split=split,
-            aug_view=aug_view, degradation_name=degradation,
+            self.backbone,
+            ds,
+            format=self.cfg["format"],
+            root=self.cfg["root"],
+            split=split,
+            aug_view=aug_view,
+            degradation_name=degradation,
         )
         feats = self.cache.get_or_compute(
             parts,
-            lambda: stream_features(self.backbone, ds, self.batch_size, self.device, self.progress,
-                                    aug_view=aug_view, num_workers=self.num_workers),
+            lambda: stream_features(
+                self.backbone,
+                ds,
+                self.batch_size,
+                self.device,
+                self.progress,
+                aug_view=aug_view,
+                num_workers=self.num_workers,
+            ),
         )
         if excluded:
-            log.info("%s/%s: %d records without a usable %s label left out", self.cfg["format"], split,
-                     len(excluded), self.task["label"])
+            log.info(
+                "%s/%s: %d records without a usable %s label left out",
+                self.cfg["format"],
+                split,
+                len(excluded),
+                self.task["label"],
+            )
         return SplitData(feats, records, excluded)
 
 
@@ -149,7 +174,9 @@ class SingleViewInputs(Dataset):
     `groups` (test-time "all clips"): a list of (item, clip indices) pairs; each pair is one probe input
     and predictions are averaged per item afterwards."""
 
-    def __init__(self, data: SplitData, target: np.ndarray, groups: list[tuple[int, list[int]]] | None = None) -> None:
+    def __init__(
+        self, data: SplitData, target: np.ndarray, groups: list[tuple[int, list[int]]] | None = None
+    ) -> None:
         self.data, self.target = data, target
         self.groups = groups or [(i, list(range(int(data.num_clips[i])))) for i in range(len(target))]
 
@@ -196,7 +223,9 @@ class Study:
     study: str
     patient: str
     target: float
-    slots: list[tuple[int, int] | None]  # per view: (item index in the split's cache, number of clips) or None
+    slots: list[
+        tuple[int, int] | None
+    ]  # per view: (item index in the split's cache, number of clips) or None
 
 
 def studies(data: SplitData, views: Sequence[str], label: str) -> list[Study]:
@@ -231,7 +260,9 @@ class MultiViewInputs(Dataset):
                 continue
             item, have = slot
             for c in range(min(self.clips, have)):
-                tokens[v * self.clips + c] = torch.from_numpy(np.asarray(self.data.tokens[item, c], dtype=np.float32))
+                tokens[v * self.clips + c] = torch.from_numpy(
+                    np.asarray(self.data.tokens[item, c], dtype=np.float32)
+                )
                 presence[v * self.clips + c] = True
         return {"tokens": tokens, "presence": presence, "target": s.target, "item": j}
 
@@ -247,5 +278,10 @@ def collate_multi(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
 def loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, multiview: bool = False) -> DataLoader:
     g = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g if shuffle else None,
-                      collate_fn=collate_multi if multiview else collate_single)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=g if shuffle else None,
+        collate_fn=collate_multi if multiview else collate_single,
+    )

@@ -11,14 +11,30 @@ import pytest
 
 def _probe(*args: str, cwd: Path, timeout: int = 400) -> subprocess.CompletedProcess:
     env = {**os.environ, "ECHOJEPA_RUNS": str(cwd / "runs"), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "echojepa.cli.probe", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "echojepa.cli.probe", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _common(world: Path, tmp: Path) -> list[str]:
-    return ["task=lvef", "backbone=pixel_stats", "probe=attentive_cpu", "probe.epochs=2", "mlflow.enabled=false",
-            "bootstrap.n_resamples=100", "num_workers=0", f"synth_root={world}", f"store={tmp / 'store'}",
-            f"cache_dir={tmp / 'cache'}", "protocol.conditions=[internal]"]
+    return [
+        "task=lvef",
+        "backbone=pixel_stats",
+        "probe=attentive_cpu",
+        "probe.epochs=2",
+        "mlflow.enabled=false",
+        "bootstrap.n_resamples=100",
+        "num_workers=0",
+        f"synth_root={world}",
+        f"store={tmp / 'store'}",
+        f"cache_dir={tmp / 'cache'}",
+        "protocol.conditions=[internal]",
+    ]
 
 
 @pytest.mark.parametrize("launcher", ["basic", "local"])

@@ -53,18 +53,27 @@ def test_robustness_covers_the_six_degradations_and_the_original(synth_small, st
     assert _conditions(written) == sorted(
         ["original", "depth_low", "depth_med", "depth_high", "shadow_low", "shadow_med", "shadow_high"]
     )
-    maes = {json.loads(p.read_text())["condition"]: json.loads(p.read_text())["metrics"]["mae"]["value"]
-            for p in written if "pixel_stats" in str(p)}
+    maes = {
+        json.loads(p.read_text())["condition"]: json.loads(p.read_text())["metrics"]["mae"]["value"]
+        for p in written
+        if "pixel_stats" in str(p)
+    }
     assert len(set(np.round(list(maes.values()), 6))) > 1  # degradations change the inputs
 
 
 def test_sample_efficiency_has_every_fraction_and_seed(synth_small, store):
-    written = run_probe(_cfg(synth_small, store, "view", "sample_efficiency", "protocol.seeds=[0,1]"),
-                        progress=False)
+    written = run_probe(
+        _cfg(synth_small, store, "view", "sample_efficiency", "protocol.seeds=[0,1]"), progress=False
+    )
     recs = [json.loads(p.read_text()) for p in written if "pixel_stats" in str(p)]
     got = sorted((r["condition"], r["seed"]) for r in recs)
-    assert got == [("fraction=0.01", 0), ("fraction=0.01", 1), ("fraction=0.1", 0), ("fraction=0.1", 1),
-                   ("fraction=1", 0)]
+    assert got == [
+        ("fraction=0.01", 0),
+        ("fraction=0.01", 1),
+        ("fraction=0.1", 0),
+        ("fraction=0.1", 1),
+        ("fraction=1", 0),
+    ]
     small = [r for r in recs if r["condition"] == "fraction=0.01"]
     assert all(r["extra"]["train_patients"] >= 1 for r in small)
 
@@ -77,7 +86,9 @@ def test_pediatric_transfer_zero_shot_and_fine_tuned(synth_small, store):
 def test_rvsp_single_multi_view_and_late_fusion(synth_small, store):
     written = run_probe(_cfg(synth_small, store, "rvsp", "standard"), progress=False)
     assert _conditions(written) == ["late_fusion", "multi_view", "single_view"]
-    rec = next(json.loads(p.read_text()) for p in written if "multi_view" in p.name and "pixel_stats" in str(p))
+    rec = next(
+        json.loads(p.read_text()) for p in written if "multi_view" in p.name and "pixel_stats" in str(p)
+    )
     assert rec["extra"]["views"] == ["A4C", "PSAX"] and rec["extra"]["clips_per_view"] == 2
 
 
@@ -114,7 +125,16 @@ def test_all_clips_test_time_averages_every_window(synth_small, store):
     from echojepa.probe.taskdata import all_clip_groups
 
     assert all_clip_groups(np.array([3, 1]), 2) == [(0, [0, 1]), (0, [1, 2]), (1, [0, 0])]
-    written = run_probe(_cfg(synth_small, store, "lvef", "standard", "protocol.test_time=all_clips",
-                             "protocol.conditions=[internal]"), progress=False)
+    written = run_probe(
+        _cfg(
+            synth_small,
+            store,
+            "lvef",
+            "standard",
+            "protocol.test_time=all_clips",
+            "protocol.conditions=[internal]",
+        ),
+        progress=False,
+    )
     rec = next(json.loads(p.read_text()) for p in written if "pixel_stats" in str(p))
     assert rec["n"] == 16 and np.isfinite(rec["metrics"]["mae"]["value"])
