@@ -472,8 +472,11 @@ def pediatric_transfer(ctx: Context) -> None:
     adult, peds = ctx.data("internal"), ctx.data("pediatric")
     data, inputs = _test_inputs(ctx, peds, "test")
     conditions = ctx.cfg["protocol"]["conditions"]
-    if "zero_shot" in conditions:
-        train_in, val_in, train_y = _train_val(ctx, adult)
+    # zero-shot: the adult probe on pediatric test; fine-tuned: a probe trained on pediatric folds
+    for condition, source in (("zero_shot", adult), ("fine_tuned", peds)):
+        if condition not in conditions:
+            continue
+        train_in, val_in, train_y = _train_val(ctx, source)
         bank, ptask, result = fit(ctx, train_in, val_in, train_y, seed=seed)
         _evaluate(
             ctx,
@@ -483,27 +486,11 @@ def pediatric_transfer(ctx: Context) -> None:
             data,
             inputs,
             protocol="pediatric_transfer",
-            condition="zero_shot",
+            condition=condition,
             dataset=peds.cfg["root"],
             seed=seed,
             train_target=train_y,
-            save=False,
-        )
-    if "fine_tuned" in conditions:
-        train_in, val_in, train_y = _train_val(ctx, peds)
-        bank, ptask, result = fit(ctx, train_in, val_in, train_y, seed=seed)
-        _evaluate(
-            ctx,
-            bank,
-            ptask,
-            result,
-            data,
-            inputs,
-            protocol="pediatric_transfer",
-            condition="fine_tuned",
-            dataset=peds.cfg["root"],
-            seed=seed,
-            train_target=train_y,
+            save=condition == "fine_tuned",
         )
 
 
