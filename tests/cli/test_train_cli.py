@@ -72,6 +72,7 @@ def _tiny_overrides(world: Path) -> list[str]:
         "experiment=demo_jepa",
         f"data.root={world / 'echonet_dynamic'}",
         "data.format=echonet_dynamic",
+        "~data.reader.split_fractions",
         "data.synth=null",
         "data.num_workers=0",
         "data.batch_size=2",
