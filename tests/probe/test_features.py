@@ -175,7 +175,9 @@ def variants(records, backbone, tmp_path):
     """The base key parts and, per key part, a changed version of them."""
     dataset = make_dataset(records)
     base = dict(backbone=backbone, dataset=dataset, format="test", root=tmp_path, split="val")
-    other_weights = Counting(build_backbone({**load_backbone_config("pixel_stats"), "grid": 3, "layout": "cells"}))
+    other_weights = Counting(
+        build_backbone({**load_backbone_config("pixel_stats"), "grid": 3, "layout": "cells"})
+    )
     changed_clip = make_dataset(records)
     changed_clip.spec = ClipSpec(frames=4, frame_step=2, segments=2)
     return base, {
