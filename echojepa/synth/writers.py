@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -587,20 +586,27 @@ class _Runner:
     """Maps a job function over items (in order), in this process or a pool, reporting progress."""
 
     def __init__(self, workers: int, progress: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         self.pool = ProcessPoolExecutor(workers) if workers > 1 else None
-        self.progress = progress
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), disable=not progress,
+        )  # fmt: skip
+        self.bar.start()
 
     def __call__(self, name: str, fn: Callable, items: list) -> list:
         out = []
         it = self.pool.map(fn, items, chunksize=4) if self.pool else map(fn, items)
-        step = max(1, len(items) // 10)
-        for k, res in enumerate(it, start=1):
+        task = self.bar.add_task(f"synth {name}", total=len(items))
+        for res in it:
             out.append(res)
-            if self.progress and (k % step == 0 or k == len(items)):
-                print(f"  {name}: {k}/{len(items)}", file=sys.stderr, flush=True)
+            self.bar.advance(task)
         return out
 
     def close(self) -> None:
+        self.bar.stop()
         if self.pool:
             self.pool.shutdown()
 
