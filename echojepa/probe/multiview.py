@@ -58,8 +58,8 @@ def _require_one_present(presence: Tensor) -> None:
         raise ValueError("a study in the batch has no present view: nothing to predict from")
 
 
-class MultiViewProbe(StackableHead):
-    kind = "multiview"
+class _SlotProbe(StackableHead):
+    """What both multi-view probes share: V views x C clip slots, view dropout, an attentive probe."""
 
     def __init__(
         self,
@@ -83,13 +83,23 @@ class MultiViewProbe(StackableHead):
         if not 0.0 <= view_dropout < 1.0:
             raise ValueError(f"view_dropout must lie in [0, 1), got {view_dropout}")
         self.num_views, self.clips_per_view, self.p_drop = num_views, clips_per_view, view_dropout
-        self.view_embed = nn.Embedding(num_views, embed_dim)
-        self.clip_embed = nn.Embedding(clips_per_view, embed_dim)
-        trunc_normal_(self.view_embed.weight, std=init_std)
-        trunc_normal_(self.clip_embed.weight, std=init_std)
+        self._init_slots(embed_dim, init_std)
         self.probe = AttentiveProbe(
             embed_dim, out_dim, depth, num_heads, mlp_ratio, num_queries, norm_eps, init_std
         )
+
+    def _init_slots(self, embed_dim: int, init_std: float) -> None:
+        """Parameters registered before the probe (early fusion: the stream embeddings)."""
+
+
+class MultiViewProbe(_SlotProbe):
+    kind = "multiview"
+
+    def _init_slots(self, embed_dim: int, init_std: float) -> None:
+        self.view_embed = nn.Embedding(self.num_views, embed_dim)
+        self.clip_embed = nn.Embedding(self.clips_per_view, embed_dim)
+        trunc_normal_(self.view_embed.weight, std=init_std)
+        trunc_normal_(self.clip_embed.weight, std=init_std)
 
     def stacked_forward(
         self,
@@ -116,34 +126,8 @@ class MultiViewProbe(StackableHead):
         return self.probe.pooled_forward(_sub(params, "probe"), x, pad, shared=False)
 
 
-class LateFusionProbe(StackableHead):
+class LateFusionProbe(_SlotProbe):
     kind = "late_fusion"
-
-    def __init__(
-        self,
-        embed_dim: int,
-        out_dim: int,
-        num_views: int,
-        clips_per_view: int,
-        depth: int = 4,
-        num_heads: int = 16,
-        view_dropout: float = 0.10,
-        mlp_ratio: float = 4.0,
-        num_queries: int = 1,
-        norm_eps: float = 1e-6,
-        init_std: float = 0.02,
-    ) -> None:
-        super().__init__(
-            embed_dim=embed_dim, out_dim=out_dim, num_views=num_views, clips_per_view=clips_per_view,
-            depth=depth, num_heads=num_heads, view_dropout=view_dropout, mlp_ratio=mlp_ratio,
-            num_queries=num_queries, norm_eps=norm_eps, init_std=init_std,
-        )  # fmt: skip
-        if not 0.0 <= view_dropout < 1.0:
-            raise ValueError(f"view_dropout must lie in [0, 1), got {view_dropout}")
-        self.num_views, self.clips_per_view, self.p_drop = num_views, clips_per_view, view_dropout
-        self.probe = AttentiveProbe(
-            embed_dim, out_dim, depth, num_heads, mlp_ratio, num_queries, norm_eps, init_std
-        )
 
     def stacked_forward(
         self,
