@@ -24,7 +24,7 @@ def synth_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `small` preset (probe tests): enough videos for a probe to learn something, ~20 s to write."""
+    """The `small` preset (probe tests): enough videos for a probe to learn something, ~60 s to write."""
     from echojepa.synth import generate
 
     out = tmp_path_factory.mktemp("synth-small")

@@ -42,6 +42,7 @@ def _sweep_cfg(world: str) -> dict:
                     "backbone.model=cpu_small",
                     "probe=attentive_cpu",
                     "probe.epochs=5",
+                    "probe.min_steps=0",
                     f"synth_root={world}",
                     "protocol.conditions=[internal]",
                     "num_workers=0",
@@ -89,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         results[f"probe_12_heads_per_pass_cpu_small_16x112_depth{depth}"] = heads_per_backbone_pass(
             small, 16, 112, batch_size=8, num_heads=12, depth=depth
         )
+    from echojepa.probe.bench import heads_flops_ratio
+
+    # the reference LVEF protocol (16 frames x 112 px, 2 segments = 2 x 392 tokens): what FLOPs allow
+    for model in ("vitl", "vitg"):
+        for depth in (1, 4):
+            results[f"probe_12_heads_flops_{model}_lvef_protocol_depth{depth}"] = heads_flops_ratio(
+                model, tokens_per_segment=392, segments=2, depth=depth
+            )
     if args.sweep_world:
         from echojepa.probe.bench import sweep_cached_vs_recomputed
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from echojepa.pretrain.flops import encoder_forward_flops, transformer_forward_flops
 from echojepa.probe.heads import ProbeBank, ProbeTask, grid_specs
 
 
@@ -60,6 +61,36 @@ def heads_per_backbone_pass(
         "ratio": many / one,
         "probe_depth": depth,
         "tokens": int(encoder(x[:1]).shape[1]),
+    }
+
+
+def attentive_probe_train_flops(tokens: int, dim: int, depth: int, mlp_hidden: int) -> float:
+    """Analytic FLOPs of one attentive head's training step per sample (forward + 2x backward).
+
+    (depth - 1) self-attention blocks over all frozen tokens, then the cross-attention block: k/v
+    projections over the tokens, the single query's attention, q projection and MLP on one token.
+    """
+    self_blocks = transformer_forward_flops(tokens, dim, depth - 1, mlp_hidden)
+    cross = 2 * tokens * dim * 2 * dim + 2 * 2 * tokens * dim + 2 * dim * dim + 2 * 2 * dim * mlp_hidden
+    return 3.0 * (self_blocks + cross)
+
+
+def heads_flops_ratio(
+    model: str, tokens_per_segment: int, segments: int, depth: int, num_heads: int = 12
+) -> dict[str, float]:
+    """FLOPs of K heads vs one head per training step, backbone forward included: the ratio no
+    implementation of independent heads can beat (each head's blocks see every token)."""
+    from echojepa.models.presets import ENCODER_PRESETS
+
+    p = ENCODER_PRESETS[model]
+    dim, hidden = int(p["embed_dim"]), int(p["embed_dim"] * p["mlp_ratio"])
+    patch_dim = 3 * int(p["tubelet_size"]) * int(p["patch_size"]) ** 2
+    backbone = segments * encoder_forward_flops(tokens_per_segment, dim, int(p["depth"]), hidden, patch_dim)
+    head = attentive_probe_train_flops(segments * tokens_per_segment, dim, depth, hidden)
+    return {
+        "backbone_gflop": backbone / 1e9,
+        "head_gflop": head / 1e9,
+        "flops_ratio": (backbone + num_heads * head) / (backbone + head),
     }
 
 

@@ -693,6 +693,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: train_loss [K], val [K]
     bank_state: dict[str, Tensor] = field(default_factory=dict)
     task: ProbeTask | None = None
+    steps: int = 0  # optimizer steps taken (every head takes each one)
 
     @property
     def chosen(self) -> dict[str, Any]:
@@ -701,6 +702,7 @@ class TrainResult:
         return {
             "head": self.best_head, "lr": spec.lr, "wd": spec.wd,
             "val_metric": self.val_metrics[self.best_head], "val_name": self.val_metric_name,
+            "epochs": len(self.history), "steps": self.steps,
         }  # fmt: skip
 
 
@@ -758,6 +760,7 @@ def train_probe_bank(
     *,
     schedule: ProbeSchedule | None = None,
     seed: int = 0,
+    min_steps: int = 0,
 ) -> TrainResult:
     """Train all heads of ``bank`` together (one AdamW, one group pair per head, summed loss).
 
@@ -765,6 +768,9 @@ def train_probe_bank(
     (multi-view), "target": [B]}``. ``train_loader`` may be a callable ``epoch -> loader``. A regression
     task without z-scoring stats gets them from the train loader's targets. The best head is chosen on
     ``val_loader`` only.
+
+    ``min_steps`` lengthens training on small sets: epochs become ``max(epochs, ceil(min_steps /
+    steps_per_epoch))``, so 20 epochs of 3 batches do not leave the heads undertrained.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -778,6 +784,8 @@ def train_probe_bank(
     bank.task = task
     optimizer = torch.optim.AdamW(bank.param_groups(), betas=schedule.betas, eps=schedule.eps)
     steps_per_epoch = len(_epoch_loader(train_loader, 0))  # type: ignore[arg-type]
+    if min_steps > 0 and steps_per_epoch > 0:
+        epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
     total = epochs * steps_per_epoch
     warmup = int(round(schedule.warmup_epochs * steps_per_epoch))
     group_sched = [
@@ -826,6 +834,7 @@ def train_probe_bank(
         best_head=best, val_metric_name=str(task.val_metric), val_metrics=val_metrics,
         higher_is_better=task.higher_is_better, specs=list(bank.specs), history=history,
         bank_state={k: v.detach().cpu().clone() for k, v in bank.state_dict().items()}, task=task,
+        steps=step,
     )  # fmt: skip
 
 

@@ -140,6 +140,7 @@ def fit(
         ctx.progress,
         schedule=probe_schedule(ctx.probe),
         seed=seed,
+        min_steps=int(ctx.probe.get("min_steps") or 0),
     )
     return bank, ptask, result
 
@@ -505,7 +506,11 @@ def multiview_standard(ctx: Context) -> None:
         ("multi_view", "multiview", list(mv["views"])),
         ("late_fusion", "late_fusion", list(mv["views"])),
     ]
-    for condition, kind, views in variants:
+    known = [v[0] for v in variants]
+    wanted = ctx.cfg["protocol"].get("multiview_conditions") or known
+    if unknown := set(wanted) - set(known):
+        raise ValueError(f"protocol.multiview_conditions: unknown {sorted(unknown)}; known: {known}")
+    for condition, kind, views in (v for v in variants if v[0] in wanted):
         rows = {}
         for s, data in splits.items():
             rows[s] = [

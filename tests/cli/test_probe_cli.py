@@ -27,6 +27,7 @@ def _common(world: Path, tmp: Path) -> list[str]:
         "backbone=pixel_stats",
         "probe=attentive_cpu",
         "probe.epochs=2",
+        "probe.min_steps=0",
         "mlflow.enabled=false",
         "bootstrap.n_resamples=100",
         "num_workers=0",

@@ -1,9 +1,14 @@
-"""On the `small` synthetic world a probe beats the trivial baseline where that truly holds at this size.
+"""On the `small` synthetic world every task's probe beats its trivial baseline by a measured margin.
 
-Measured (pixel statistics, attentive_cpu, 20 epochs, seeds 0 and 1):
-  LVEF internal test MAE  6.97 / 6.76 vs train-mean 13.88      -> asserted: <= 0.75 x trivial
-  View accuracy           0.667 / 0.667 vs majority 0.212      -> asserted: >= trivial + 0.25
-  RVSP (7 test studies)   12.2-13.5 vs train-mean 13.2         -> not asserted: no reliable gap at this size
+Pixel statistics + attentive_cpu with its own training length (30 epochs, at least 300 steps). Measured
+on the `small` preset (100 MIMIC subjects) for world seeds 0 and 1 x probe seeds 0 and 1 (LVEF, view),
+and world seeds 0, 1, 2 for RVSP; the test runs world seed 0, the thresholds sit below the worst case:
+  LVEF internal MAE / train mean    0.28, 0.29 (world 0); 0.50, 0.49 (world 1)  -> asserted <= 0.6
+  view accuracy - majority          +0.49, +0.48 (world 0); +0.65, +0.63 (1)    -> asserted >= +0.4
+  RVSP multi-view MAE / train mean  0.71, 0.72, 0.70 (world 0, seeds 0-2); 0.86 (1); 0.80 (2)
+                                    -> asserted <= 0.9, and AUROC(RVSP >= 40) >= 0.7 (worst 0.75)
+RVSP is the fragile one: with 60 subjects (~20 test studies) the probe lost to the train mean on world
+seed 1 (a training set where low EF and high RVSP happened to co-occur), hence the 100 subjects.
 """
 
 import json
@@ -23,12 +28,21 @@ def _metric(paths: list[Path], backbone: str, condition: str, name: str) -> floa
 
 
 def test_lvef_probe_beats_the_train_mean(synth_small, tmp_path):
-    written = run_probe(_cfg(synth_small, tmp_path, "lvef", "standard", "probe.epochs=20"), progress=False)
+    written = run_probe(_cfg(synth_small, tmp_path, "lvef", "standard", quick=False), progress=False)
     probe, trivial = (_metric(written, b, "internal", "mae") for b in ("pixel_stats", "trivial"))
-    assert probe <= 0.75 * trivial, (probe, trivial)
+    assert probe <= 0.6 * trivial, (probe, trivial)
 
 
 def test_view_probe_beats_the_majority_class(synth_small, tmp_path):
-    written = run_probe(_cfg(synth_small, tmp_path, "view", "standard", "probe.epochs=20"), progress=False)
+    written = run_probe(_cfg(synth_small, tmp_path, "view", "standard", quick=False), progress=False)
     probe, trivial = (_metric(written, b, "internal", "accuracy") for b in ("pixel_stats", "trivial"))
-    assert probe >= trivial + 0.25, (probe, trivial)
+    assert probe >= trivial + 0.4, (probe, trivial)
+
+
+def test_multiview_rvsp_probe_beats_the_train_mean(synth_small, tmp_path):
+    only = "protocol.multiview_conditions=[multi_view]"
+    cfg = _cfg(synth_small, tmp_path, "rvsp", "standard", only, quick=False)
+    written = run_probe(cfg, progress=False)
+    probe, trivial = (_metric(written, b, "multi_view", "mae") for b in ("pixel_stats", "trivial"))
+    assert probe <= 0.9 * trivial, (probe, trivial)
+    assert _metric(written, "pixel_stats", "multi_view", "auroc_rvsp_40") >= 0.7

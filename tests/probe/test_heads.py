@@ -187,6 +187,17 @@ def test_k_heads_in_one_pass_equal_k_separate_runs(heads_per_pass):
 # ------------------------------------------------------------------------------------------- trainer
 
 
+def test_min_steps_lengthens_training_on_a_small_set_in_whole_epochs():
+    bank = ProbeBank("linear", {"embed_dim": D, "out_dim": 1}, grid_specs([1e-3], [0.01]))
+    train, val = _regression_batches(3, seed=0), _regression_batches(1, seed=1)
+    res = train_probe_bank(bank, train, val, ProbeTask("regression"), epochs=2, min_steps=10)
+    assert res.steps == int(bank.trained_steps) == 12  # ceil(10 / 3) = 4 epochs of 3 batches
+    assert len(res.history) == 4 and res.chosen["epochs"] == 4 and res.chosen["steps"] == 12
+    # a large enough set keeps its epochs
+    res = train_probe_bank(bank, train, val, ProbeTask("regression"), epochs=5, min_steps=10)
+    assert res.steps == 15
+
+
 def test_best_head_is_chosen_on_validation_even_when_another_wins_on_test():
     # head 0 learns (lr 3e-2), head 1 barely moves (lr 1e-7) and keeps predicting ~ the train mean
     specs = [HeadSpec(3e-2, 0.0, seed=0), HeadSpec(1e-7, 0.0, seed=0)]
@@ -208,6 +219,8 @@ def test_best_head_is_chosen_on_validation_even_when_another_wins_on_test():
         "wd": 0.0,
         "val_metric": res.val_metrics[0],
         "val_name": "mae",
+        "epochs": 3,
+        "steps": 24,
     }
 
 

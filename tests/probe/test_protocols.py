@@ -13,11 +13,13 @@ from echojepa.probe.runner import run_probe
 from echojepa.report.records import load_records
 
 
-def _cfg(world: Path, tmp: Path, task: str, protocol: str, *extra: str) -> dict:
+def _cfg(world: Path, tmp: Path, task: str, protocol: str, *extra: str, quick: bool = True) -> dict:
+    """quick: 3 epochs, no step floor (shapes and plumbing); otherwise attentive_cpu's own training length."""
+    length = ["probe.epochs=3", "probe.min_steps=0"] if quick else []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = to_plain(compose("evaluate", overrides=[
-            f"task={task}", f"protocol={protocol}", "backbone=pixel_stats", "probe=attentive_cpu",
-            "probe.epochs=3", "mlflow.enabled=false", "bootstrap.n_resamples=200", "num_workers=0",
+            f"task={task}", f"protocol={protocol}", "backbone=pixel_stats", "probe=attentive_cpu", *length,
+            "mlflow.enabled=false", "bootstrap.n_resamples=200", "num_workers=0",
             f"store={tmp / 'store'}", f"cache_dir={tmp / 'cache'}", *extra,
         ]))  # fmt: skip
     for ds in cfg["task"]["datasets"].values():  # point every dataset at the session's small world
