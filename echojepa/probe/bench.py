@@ -26,21 +26,19 @@ def heads_per_backbone_pass(
     depth: int = 1,
     attn_heads: int = 4,
     steps: int = 3,
+    kind: str = "attentive",
 ) -> dict[str, float]:
     """One training step = one frozen-backbone forward + probe forward/backward/AdamW, for 1 vs K heads."""
     encoder.eval()
     x = torch.randn(batch_size, 3, num_frames, img_size, img_size)
     target = torch.randn(batch_size)
     task = ProbeTask("regression", target_mean=0.0, target_std=1.0)
-    kwargs: dict[str, Any] = {
-        "embed_dim": encoder.embed_dim,
-        "out_dim": 1,
-        "depth": depth,
-        "num_heads": attn_heads,
-    }
+    kwargs: dict[str, Any] = {"embed_dim": encoder.embed_dim, "out_dim": 1}
+    if kind == "attentive":
+        kwargs.update(depth=depth, num_heads=attn_heads)
 
     def timed(k: int) -> float:
-        bank = ProbeBank("attentive", kwargs, grid_specs([1e-3] * k, [0.05]))
+        bank = ProbeBank(kind, kwargs, grid_specs([1e-3] * k, [0.05]))
         opt = torch.optim.AdamW(bank.parameters(), lr=1e-3)
         times = []
         for _ in range(steps + 1):
@@ -59,7 +57,7 @@ def heads_per_backbone_pass(
         "one_head_step_s": one,
         f"{num_heads}_heads_step_s": many,
         "ratio": many / one,
-        "probe_depth": depth,
+        "probe": kind if kind != "attentive" else f"attentive depth {depth}",
         "tokens": int(encoder(x[:1]).shape[1]),
     }
 

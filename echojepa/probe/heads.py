@@ -690,7 +690,7 @@ class TrainResult:
     val_metrics: list[float]  # final-epoch validation metric per head
     higher_is_better: bool
     specs: list[HeadSpec]
-    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: train_loss [K], val [K]
+    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: train_loss [K], val [K] | None
     bank_state: dict[str, Tensor] = field(default_factory=dict)
     task: ProbeTask | None = None
     steps: int = 0  # optimizer steps taken (every head takes each one)
@@ -761,6 +761,7 @@ def train_probe_bank(
     schedule: ProbeSchedule | None = None,
     seed: int = 0,
     min_steps: int = 0,
+    val_passes: int | None = None,
 ) -> TrainResult:
     """Train all heads of ``bank`` together (one AdamW, one group pair per head, summed loss).
 
@@ -770,7 +771,9 @@ def train_probe_bank(
     ``val_loader`` only.
 
     ``min_steps`` lengthens training on small sets: epochs become ``max(epochs, ceil(min_steps /
-    steps_per_epoch))``, so 20 epochs of 3 batches do not leave the heads undertrained.
+    steps_per_epoch))``, so 20 epochs of 3 batches do not leave the heads undertrained. ``val_passes``
+    bounds how many epochs end with a validation pass (None: every epoch; the last epoch always has one,
+    and it is the one the head is chosen on), which dominates the cost of many short epochs.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -786,6 +789,7 @@ def train_probe_bank(
     steps_per_epoch = len(_epoch_loader(train_loader, 0))  # type: ignore[arg-type]
     if min_steps > 0 and steps_per_epoch > 0:
         epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
+    val_every = max(1, math.ceil(epochs / val_passes)) if val_passes else 1
     total = epochs * steps_per_epoch
     warmup = int(round(schedule.warmup_epochs * steps_per_epoch))
     group_sched = [
@@ -820,14 +824,12 @@ def train_probe_bank(
                 loss_sum += per_head.detach()
                 step += 1
                 bar.advance(job)
-            val_pred, val_target = _predict_all(bank, val_loader, task, device)
-            val_metrics = [task.score(val_pred[k], val_target) for k in range(len(bank))]
+            val: list[float] | None = None
+            if (epoch + 1) % val_every == 0 or epoch == epochs - 1:  # selection reads the last epoch's
+                val_pred, val_target = _predict_all(bank, val_loader, task, device)
+                val = val_metrics = [task.score(val_pred[k], val_target) for k in range(len(bank))]
             history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": (loss_sum / max(steps_per_epoch, 1)).tolist(),
-                    "val": val_metrics,
-                }
+                {"epoch": epoch, "train_loss": (loss_sum / max(steps_per_epoch, 1)).tolist(), "val": val}
             )
     best = select_best_head(val_metrics, task.higher_is_better)
     return TrainResult(

@@ -141,6 +141,7 @@ def fit(
         schedule=probe_schedule(ctx.probe),
         seed=seed,
         min_steps=int(ctx.probe.get("min_steps") or 0),
+        val_passes=ctx.probe.get("val_passes"),
     )
     return bank, ptask, result
 

@@ -190,7 +190,10 @@ def _copy_extra(extra: Mapping[str, Path | str], figs: _Figures) -> None:
 def _summary_lines(tables: list[Table], n_records: int, superseded: int, skipped: list[str]) -> list[str]:
     lines = [f"Records: {n_records} evaluation(s) on the test split."]
     if superseded:
-        lines.append(f"Superseded records set aside (an older run of the same evaluation): {superseded}.")
+        lines.append(
+            "Repeated records set aside (the same evaluation written again: the trivial row by every "
+            f"backbone's run, or a re-run; the newest is kept): {superseded}."
+        )
     for table in tables:
         state = "complete" if complete(table) else f"incomplete ({table.missing} missing cell(s))"
         if not table.rows:

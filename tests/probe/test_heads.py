@@ -198,6 +198,20 @@ def test_min_steps_lengthens_training_on_a_small_set_in_whole_epochs():
     assert res.steps == 15
 
 
+def test_fewer_validation_passes_choose_the_same_head_from_the_last_epoch():
+    specs = grid_specs([3e-2, 1e-3, 1e-6], [0.01])
+    train, val = _regression_batches(2, seed=0), _regression_batches(1, seed=1)
+    runs = {}
+    for passes in (None, 3):
+        bank = ProbeBank("linear", {"embed_dim": D, "out_dim": 1}, specs)
+        task = ProbeTask("regression")
+        runs[passes] = train_probe_bank(bank, train, val, task, epochs=7, val_passes=passes)
+    validated = [h["epoch"] for h in runs[3].history if h["val"] is not None]
+    assert validated == [2, 5, 6] and all(h["val"] is not None for h in runs[None].history)
+    assert runs[3].best_head == runs[None].best_head
+    assert runs[3].val_metrics == pytest.approx(runs[None].val_metrics)
+
+
 def test_best_head_is_chosen_on_validation_even_when_another_wins_on_test():
     # head 0 learns (lr 3e-2), head 1 barely moves (lr 1e-7) and keeps predicting ~ the train mean
     specs = [HeadSpec(3e-2, 0.0, seed=0), HeadSpec(1e-7, 0.0, seed=0)]
@@ -394,3 +408,13 @@ def test_benchmark_heads_reports_times_for_one_and_k_heads(capsys):
     )
     assert set(out) == {"one_head_s", "k_heads_one_pass_s", "k_single_banks_s", "ratio"}
     assert "3 heads, one pass" in capsys.readouterr().out
+
+
+def test_flops_floor_of_k_heads_separates_cross_attention_only_from_reference_depth():
+    from echojepa.probe.bench import heads_flops_ratio
+
+    shallow = heads_flops_ratio("vitg", tokens_per_segment=392, segments=2, depth=1)
+    deep = heads_flops_ratio("vitg", tokens_per_segment=392, segments=2, depth=4)
+    assert deep["backbone_gflop"] == shallow["backbone_gflop"]
+    assert deep["head_gflop"] > 10 * shallow["head_gflop"]
+    assert 1.0 < shallow["flops_ratio"] < 1.5 < deep["flops_ratio"] < 12.0
