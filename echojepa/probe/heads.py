@@ -228,8 +228,10 @@ class AttentivePooler(nn.Module):
         )
         self.cross_attention_block = CrossAttentionBlock(dim, num_heads, mlp_ratio, norm_eps)
 
-    def stacked_forward(self, p: Params, x: Tensor, key_padding_mask: Tensor | None, shared: bool) -> Tensor:
-        """x [B, N, D] (shared) or [K, B, N, D] -> pooled queries [K, B, Q, D]."""
+    def _self_attention_trunk(
+        self, p: Params, x: Tensor, key_padding_mask: Tensor | None, shared: bool
+    ) -> tuple[Tensor, bool]:
+        """The (depth - 1) self-attention blocks; the tokens stay shared across heads only without them."""
         attn_mask = None
         if key_padding_mask is not None and len(self.blocks):
             k = p["query_tokens"].shape[0]
@@ -239,6 +241,11 @@ class AttentivePooler(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = blk.stacked_forward(_sub(p, f"blocks.{i}"), x, attn_mask, shared)  # [K, B, N, D]
             shared = False
+        return x, shared
+
+    def stacked_forward(self, p: Params, x: Tensor, key_padding_mask: Tensor | None, shared: bool) -> Tensor:
+        """x [B, N, D] (shared) or [K, B, N, D] -> pooled queries [K, B, Q, D]."""
+        x, shared = self._self_attention_trunk(p, x, key_padding_mask, shared)
         query = p["query_tokens"].squeeze(1)  # [K, Q, D]
         return self.cross_attention_block.stacked_forward(
             _sub(p, "cross_attention_block"), query, x, key_padding_mask, shared
@@ -250,14 +257,7 @@ class AttentivePooler(nn.Module):
         """The cross-attention weights of the queries over the tokens (what ``stacked_forward`` pools
         with), computed in the plain unfolded form: x [B, N, D] (shared) or [K, B, N, D] ->
         [K, B, Q, heads, N], each row summing to 1 over the non-padded tokens."""
-        attn_mask = None
-        if key_padding_mask is not None and len(self.blocks):
-            k = p["query_tokens"].shape[0]
-            b, n = key_padding_mask.shape
-            attn_mask = (~key_padding_mask).view(1, b, 1, 1, n).expand(k, b, 1, 1, n).reshape(k * b, 1, 1, n)
-        for i, blk in enumerate(self.blocks):
-            x = blk.stacked_forward(_sub(p, f"blocks.{i}"), x, attn_mask, shared)  # [K, B, N, D]
-            shared = False
+        x, shared = self._self_attention_trunk(p, x, key_padding_mask, shared)
         cb = self.cross_attention_block
         cp = _sub(p, "cross_attention_block")
         query = p["query_tokens"].squeeze(1)  # [K, Q, D]
