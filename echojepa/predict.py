@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +44,8 @@ from torch import Tensor
 from echojepa.data.clips import ClipSpec, sample_clip_indices
 from echojepa.data.transforms import build_transform, split_normalize, to_tensor_video
 from echojepa.io import NotACineError, VideoReadError, probe, read_video
-from echojepa.models.checkpoint import atomic_torch_save, load_state_dict_strict
+from echojepa.io.atomic import atomic_torch_save, atomic_write
+from echojepa.models.checkpoint import load_state_dict_strict
 from echojepa.paths import CONF_DIR
 from echojepa.probe.backbones import (
     Backbone,
@@ -549,7 +549,7 @@ def _write_strip(path: Path, rows: Sequence[tuple[str, np.ndarray]], opt: Predic
         draw.text((2, r * row_h + 1), label, fill=(255, 255, 255))
         for c, t in enumerate(cols):
             sheet.paste(_panel(frames[t], None, size), (c * size, r * row_h + _LABEL_PX))
-    _save_atomic(sheet, path, format="PNG")
+    atomic_write(path, lambda f: sheet.save(f, format="PNG"))
 
 
 def _write_gif(path: Path, rows: Sequence[tuple[str, np.ndarray]], opt: PredictOptions) -> None:
@@ -564,27 +564,12 @@ def _write_gif(path: Path, rows: Sequence[tuple[str, np.ndarray]], opt: PredictO
         for r, (label, frames) in enumerate(rows):
             canvas.paste(_panel(frames[t], label, size), (0, r * (size + _LABEL_PX)))
         images.append(canvas)
-    _save_atomic(
-        images[0],
+    atomic_write(
         path,
-        format="GIF",
-        save_all=True,
-        append_images=images[1:],
-        duration=opt.gif_frame_ms,
-        loop=0,
+        lambda f: images[0].save(
+            f, format="GIF", save_all=True, append_images=images[1:], duration=opt.gif_frame_ms, loop=0
+        ),
     )
-
-
-def _save_atomic(image: Any, path: Path, **kwargs: Any) -> None:
-    # a fresh name beside the target (not mkstemp: its 0600 mode would stick to the shared image)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            image.save(f, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 __all__ = [

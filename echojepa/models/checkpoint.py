@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from echojepa.io.atomic import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +62,6 @@ class LoadReport:
             shapes = [f"{k} checkpoint {list(c)} vs model {list(m)}" for k, c, m in self.mismatched]
             lines.append(f"  shape mismatches ({len(shapes)}): {show(shapes)}")
         return "\n".join(lines)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """torch.save to a temp file beside ``path``, fsync, then os.replace: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _prefixed_state(model: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:

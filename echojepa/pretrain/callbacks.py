@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from echojepa.models.checkpoint import atomic_torch_save
+from echojepa.io.atomic import atomic_torch_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

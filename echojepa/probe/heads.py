@@ -46,7 +46,8 @@ from einops import rearrange
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from echojepa.models.checkpoint import atomic_torch_save, load_state_dict_strict
+from echojepa.io.atomic import atomic_torch_save
+from echojepa.models.checkpoint import load_state_dict_strict
 from echojepa.pretrain.optim import ScheduleConfig, lr_at
 
 Params = dict[str, Tensor]

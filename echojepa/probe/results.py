@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from echojepa.config import config_hash
+from echojepa.io.atomic import atomic_write_text
 from echojepa.metrics import (
     weighted_accuracy,
     weighted_auroc,
@@ -33,14 +32,6 @@ from echojepa.metrics import (
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", str(name))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def regression_report(
@@ -126,7 +117,7 @@ def write_record(
         w.writerow(cols)
         for row in rows:
             w.writerow([f"{v:.6g}" if isinstance(v, float | np.floating) else v for v in row])
-        _atomic_write(folder / f"{stem}.predictions.csv", buf.getvalue())
+        atomic_write_text(folder / f"{stem}.predictions.csv", buf.getvalue())
         csv_rel = f"{stem}.predictions.csv"
     record = {
         "backbone": backbone,
@@ -147,7 +138,7 @@ def write_record(
         "extra": dict(extra or {}),
     }
     path = folder / f"{stem}.json"
-    _atomic_write(path, json.dumps(record, indent=2, default=float))
+    atomic_write_text(path, json.dumps(record, indent=2, default=float))
     return path
 
 

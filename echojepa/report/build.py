@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from echojepa.io.atomic import atomic_write_text
 from echojepa.report import plots
 from echojepa.report.records import ResultSet, load_records, order_backbones, resolve_csv
 from echojepa.report.render import to_html, to_markdown, to_rich
@@ -45,12 +45,6 @@ figcaption { font-size: 0.85em; color: #444; }
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "unnamed"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class _Figures:
@@ -279,8 +273,8 @@ def build_report(
 
     summary = _summary_lines(tables, len(rs.records), rs.superseded, skipped)
     md_path, html_path = out / "report.md", out / "report.html"
-    _write_atomic(md_path, _markdown(title, summary, tables, figs, out))
-    _write_atomic(html_path, _html(title, summary, tables, figs))
+    atomic_write_text(md_path, _markdown(title, summary, tables, figs, out))
+    atomic_write_text(html_path, _html(title, summary, tables, figs))
     return {
         "markdown": md_path,
         "html": html_path,
