@@ -14,7 +14,8 @@ from echojepa.config import to_plain
 from echojepa.paths import CONF_DIR
 
 
-def _module(model: str, objective: str, **model_overrides):
+def preset_module(model: str, objective: str, **model_overrides):
+    """A pretraining LightningModule from the `conf/model` and `conf/objective` presets (seed 0)."""
     from echojepa.pretrain.build import build_module
 
     cfg = OmegaConf.create(
@@ -75,17 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     from echojepa.pretrain.bench import masked_vs_full, pretrain_step_throughput
 
     for objective in ("jepa", "mae"):
-        m = _module("cpu_tiny", objective)
+        m = preset_module("cpu_tiny", objective)
         results[f"cpu_tiny_{objective}"] = pretrain_step_throughput(m, batch_size=8, device=device)
 
-    enc = _module("vitb", "jepa").encoder
-    results["masked_vs_full_vitb_16x224"] = masked_vs_full(
-        enc, 1, 16, 224, keep_fraction=0.2, warmup=1, repeat=3, device=device
-    )
+    for model, batch, size in (("vits", 2, 112), ("vitb", 1, 224)):
+        enc = preset_module(model, "jepa").encoder
+        results[f"masked_vs_full_{model}_16x{size}_b{batch}"] = masked_vs_full(
+            enc, batch, 16, size, keep_fraction=0.2, warmup=1, repeat=3, device=device
+        )
 
     from echojepa.probe.bench import heads_per_backbone_pass
 
-    small = _module("cpu_small", "jepa").encoder
+    small = preset_module("cpu_small", "jepa").encoder
     for depth in (1, 4):
         results[f"probe_12_heads_per_pass_cpu_small_16x112_depth{depth}"] = heads_per_backbone_pass(
             small, 16, 112, batch_size=8, num_heads=12, depth=depth
@@ -96,11 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     from echojepa.probe.bench import heads_flops_ratio
 
-    # the reference LVEF protocol (16 frames x 112 px, 2 segments = 2 x 392 tokens): what FLOPs allow
+    # the reference LVEF protocol (16 frames x 112 px, 2 segments = 2 x 392 tokens) with the reference
+    # probe's attention heads: what FLOPs allow, counting the folded cross-attention the heads run
+    ref_heads = int(OmegaConf.load(CONF_DIR / "probe" / "attentive.yaml").head.num_heads)
     for model in ("vitl", "vitg"):
         for depth in (1, 4):
             results[f"probe_12_heads_flops_{model}_lvef_protocol_depth{depth}"] = heads_flops_ratio(
-                model, tokens_per_segment=392, segments=2, depth=depth
+                model, tokens_per_segment=392, segments=2, depth=depth, attn_heads=ref_heads
             )
     if args.sweep_world:
         from echojepa.probe.bench import sweep_cached_vs_recomputed
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         results["probe_sweep_cached_vs_recomputed"] = sweep_cached_vs_recomputed(_sweep_cfg(args.sweep_world))
 
     if not args.skip_vitl:
-        m = _module("vitl", "jepa")
+        m = preset_module("vitl", "jepa")
         results["vitl_jepa_16x224_b1"] = pretrain_step_throughput(
             m, batch_size=1, warmup=1, repeat=1, device=device
         )
