@@ -61,6 +61,10 @@ class Study:
     def store(self) -> Path:
         return self.runs / "results"
 
+    @property
+    def mlflow_db(self) -> Path:
+        return self.runs / "mlflow.db"  # conf/paths: ${paths.runs}/mlflow.db
+
     def _paths(self) -> list[str]:
         return [f"paths.data_root={self.data_root}", f"paths.runs={self.runs}"]
 
@@ -166,7 +170,7 @@ class Study:
         import mlflow
 
         curves: dict[str, tuple[list[int], list[float]]] = {}
-        db = self.runs / "mlflow.db"
+        db = self.mlflow_db
         if not db.exists():
             return curves
         client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
@@ -215,7 +219,11 @@ class Study:
         return result
 
     def run(self) -> dict[str, Any]:
+        from echojepa.tracking import ensure_tracking_store
+
         t0 = time.perf_counter()
+        # the store exists before any stage logs: two studies sharing runs/ never race to create it
+        ensure_tracking_store(f"sqlite:///{self.mlflow_db}")
         self.synth()
         for objective in self.cfg["pretrain"]:
             self.pretrain(objective)

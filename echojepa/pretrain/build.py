@@ -59,6 +59,9 @@ def build_logger(cfg: dict[str, Any], run_dir: Path, run_name: str) -> Any:
     if kind == "mlflow":
         from lightning.pytorch.loggers import MLFlowLogger
 
+        from echojepa.tracking import ensure_tracking_store
+
+        ensure_tracking_store(cfg["logger"]["tracking_uri"])  # parallel runs on a fresh SQLite store
         return MLFlowLogger(
             experiment_name=cfg["logger"]["experiment_name"],
             run_name=run_name,

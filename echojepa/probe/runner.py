@@ -64,6 +64,9 @@ def log_to_mlflow(cfg: dict[str, Any], records: list[Path], cache_stats: dict[st
 
     import mlflow
 
+    from echojepa.tracking import ensure_tracking_store
+
+    ensure_tracking_store(cfg["mlflow"]["tracking_uri"])  # parallel runs on a fresh SQLite store
     mlflow.set_tracking_uri(cfg["mlflow"]["tracking_uri"])
     mlflow.set_experiment(cfg["mlflow"]["experiment_name"])
     run_name = (
