@@ -4,15 +4,24 @@ An entry holds the backbone tokens of every item (video) of one dataset split un
 
     <root>/<key>/features.npy   float16 [n_items, S, N, D], opened memory-mapped (S = max clips per item;
                                 items with fewer clips are zero-padded, see ``num_clips``)
-    <root>/<key>/index.json     one row per item: record, path, patient, study, view, labels, num_clips
-    <root>/<key>/meta.json      the key parts, shape, bytes, creation time
+    <root>/<key>/index.json     one row per item, in item order: record, path, patient, study, view,
+                                labels, num_clips
+    <root>/<key>/meta.json      the key parts, shape, bytes, sha256 of features.npy and index.json,
+                                creation time
 
 The key is a sha256 over the canonical JSON of its parts: backbone identity (kind + config + weights
-digest), dataset identity (format, root, sorted record paths with sizes and mtimes), clip spec,
-transform, degradation (name, parameters, seed), split, clip mode, pooling, and the augmentation view
-index. Changing any part gives a new key, hence a new entry: nothing is ever overwritten or reused
-across conditions. Entries are written into a temporary folder and renamed into place when complete,
-so a run killed half-way (or a compute that raises) leaves no entry that a later run could load.
+digest), code version (see ``code_version``), dataset identity (format, root, the record paths IN ORDER
+with sizes and mtimes), clip spec, transform, degradation (name, parameters, seed), split, clip mode,
+pooling, and the augmentation view index. Changing any part gives a new key, hence a new entry: nothing
+is ever overwritten or reused across conditions. Row i of an entry is record i of the dataset it was
+keyed on: a re-ordered file list is a new key, and on load the rows' paths are checked against the
+records the caller is about to pair with them.
+
+Writes: an entry is written into a temporary folder, its meta.json published last, and the folder
+renamed into place, so a run killed half-way (or a compute that raises) leaves no entry that a later
+run could load. Reads verify the entry (shapes, checksums, row paths); a damaged entry (zeroed or
+truncated features, a 0-byte file, missing or unreadable metadata, rows that do not match) is reported
+by path as a warning and rebuilt.
 
 Training-time augmentation with a cache: the train split is cached ``aug_views`` times, each with a
 training transform (random clip start, random resized crop) and its own key part ``aug_view=v``; view
@@ -25,12 +34,17 @@ deterministic view (``aug_view=None``, eval transform, centre/all clips).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
+import types
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,10 +59,15 @@ from torch.utils.data import DataLoader
 from echojepa.data.clips import sample_clip_indices
 from echojepa.data.index import Record
 from echojepa.data.torchdata import VideoClipDataset, collate_clips, worker_init
+from echojepa.io.atomic import atomic_write_text, fsync_dir
 
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+# 2: rows keyed in record order, code version in the key, sha256 checksums in meta.json
+FORMAT_VERSION = 2
 FEATURES_FILE, INDEX_FILE, META_FILE = "features.npy", "index.json", "meta.json"
 _TMP_PREFIX = ".tmp-"
+_HASH_CHUNK = 1 << 24  # bytes read per step when checksumming an entry
 POOLING = ("tokens", "mean")
 
 IndexRow = dict[str, Any]
@@ -84,14 +103,74 @@ def canonical_json(obj: Any) -> str:
 
 
 def dataset_identity(records: Sequence[Record], format: str, root: str | os.PathLike[str]) -> dict[str, Any]:
-    """Format, root and every record's path, size and mtime (sorted by path): a re-encoded or replaced
-    video changes the identity."""
+    """Format, root and every record's path, size and mtime, in record order: a re-encoded or replaced
+    video changes the identity, and so does a re-ordered file list (an entry's row i is record i)."""
     files = []
-    for r in sorted(records, key=lambda r: str(r.path)):
+    for r in records:
         st = Path(r.path).stat()
         files.append([str(r.path), st.st_size, st.st_mtime_ns])
     digest = hashlib.sha256(canonical_json(files).encode()).hexdigest()
     return {"format": format, "root": str(root), "n_records": len(files), "files_sha256": digest}
+
+
+# ----- code version (the part of a key that configuration cannot see) -----------------------------------
+# A hash of the source, not a constant a maintainer bumps: a forgotten bump would silently serve features
+# of the old code, while a hash only costs a re-extraction after an edit (comments included) of a module
+# that feeds the features. Which modules: those defining the classes of the backbone (every submodule)
+# and of the dataset / transform / degradation, this module, and every echojepa module they import,
+# transitively (decoding, clip sampling, model code).
+_CODE_PACKAGE = "echojepa"
+
+
+def _ours(name: object) -> bool:
+    return isinstance(name, str) and (name == _CODE_PACKAGE or name.startswith(_CODE_PACKAGE + "."))
+
+
+def _imports(module: types.ModuleType) -> set[str]:
+    """The echojepa modules whose objects ``module`` holds at module level (what it imports)."""
+    out = set()
+    for value in list(vars(module).values()):
+        name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        if _ours(name) and name in sys.modules:
+            out.add(name)
+    return out
+
+
+@functools.cache
+def _closure(roots: frozenset[str]) -> tuple[str, ...]:
+    seen: set[str] = set()
+    todo = [r for r in roots if r in sys.modules]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_imports(sys.modules[name]) - seen)
+    return tuple(sorted(seen))
+
+
+@functools.cache
+def _source_sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def code_modules(*objects: Any) -> list[str]:
+    """The echojepa modules whose source shapes the features of ``objects`` (backbone, dataset, ...)."""
+    roots = {__name__}
+    for obj in objects:
+        parts = obj.modules() if isinstance(obj, torch.nn.Module) else [obj]
+        for part in parts:
+            roots.update(c.__module__ for c in type(part).__mro__ if _ours(c.__module__))
+    return list(_closure(frozenset(roots)))
+
+
+def code_version(*objects: Any) -> str:
+    """sha256 over the source of ``code_modules(*objects)`` (by module name, so a clone elsewhere shares
+    the cache)."""
+    sources = {}
+    for name in code_modules(*objects):
+        file = getattr(sys.modules[name], "__file__", None)
+        sources[name] = _source_sha256(file) if file else None
+    return hashlib.sha256(canonical_json(sources).encode()).hexdigest()
 
 
 def feature_key_parts(
@@ -106,10 +185,11 @@ def feature_key_parts(
     degradation_name: str | None = None,
 ) -> dict[str, Any]:
     """Every key part of the features ``stream_features(backbone, dataset, aug_view=..., pool=...)``
-    would produce: backbone identity, dataset identity, clip spec, clip mode, transform, degradation
-    (name, parameters, seed), split, aug view and pooling."""
+    would produce: backbone identity, code version, dataset identity, clip spec, clip mode, transform,
+    degradation (name, parameters, seed), split, aug view and pooling."""
     return {
         "backbone": backbone.identity(),
+        "code": code_version(backbone, dataset, dataset.transform, dataset.degradation),
         "dataset": dataset_identity(dataset.records, format, root),
         "clip": dataset.spec,
         "mode": dataset.mode,
@@ -300,6 +380,35 @@ class CachedFeatures:
 FeatureSource = tuple[np.ndarray, list[IndexRow]] | FeatureStream
 
 
+class CacheEntryError(ValueError):
+    """A feature cache entry that cannot be trusted: missing, incomplete, damaged, or not matching the
+    records it is about to be paired with."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _misaligned(rows: Sequence[Any], expect_paths: Sequence[str | os.PathLike[str]]) -> str | None:
+    """Why ``rows`` are not the items of ``expect_paths`` in that order (None when they are)."""
+    want = [str(p) for p in expect_paths]
+    if len(rows) != len(want):
+        return f"{len(rows)} rows for {len(want)} records"
+    for i, (row, path) in enumerate(zip(rows, want)):
+        got = row.get("path") if isinstance(row, dict) else None
+        if got != path:
+            return f"row {i} holds {got}, the records give {path} (rows from other files or in another order)"
+    return None
+
+
 class FeatureCache:
     """Content-addressed store of extracted features under ``root`` (see the module docstring)."""
 
@@ -307,6 +416,7 @@ class FeatureCache:
         self.root = Path(root)
         self.hits = 0
         self.misses = 0
+        self.rebuilt = 0  # damaged entries found, reported and written again
         self.bytes_written = 0
 
     # keys
@@ -320,41 +430,85 @@ class FeatureCache:
         return self.root / key
 
     def contains(self, key: str) -> bool:
+        """An entry was published under ``key`` (it may still turn out damaged on ``load``)."""
         return (self.path(key) / META_FILE).is_file()
 
     # reading
-    def load(self, key: str) -> CachedFeatures:
-        """Open a complete entry (memory-mapped); a missing or inconsistent entry raises ValueError."""
+    def load(
+        self, key: str, expect_paths: Sequence[str | os.PathLike[str]] | None = None, verify: bool = True
+    ) -> CachedFeatures:
+        """Open the entry memory-mapped after checking it: meta.json, the sha256 of features.npy and
+        index.json (``verify``), dtype and shape, and, given ``expect_paths``, that row i is the file
+        ``expect_paths[i]``. Raises CacheEntryError naming the entry and the reason."""
         entry = self.path(key)
-        if not self.contains(key):
-            raise ValueError(f"no feature cache entry {key} under {self.root}")
+        if not entry.is_dir():
+            raise CacheEntryError(entry, f"no feature cache entry {key} under {self.root}")
         try:
             meta = json.loads((entry / META_FILE).read_text())
+        except FileNotFoundError:
+            raise CacheEntryError(entry, f"{META_FILE} is missing (an incomplete entry)") from None
+        except (OSError, ValueError) as err:
+            raise CacheEntryError(entry, f"{META_FILE} is unreadable ({err})") from None
+        if not (isinstance(meta, dict) and meta.get("key") == key and isinstance(meta.get("sha256"), dict)):
+            raise CacheEntryError(entry, f"{META_FILE} does not describe entry {key}")
+        if verify:
+            for name in (FEATURES_FILE, INDEX_FILE):
+                try:
+                    digest = file_sha256(entry / name)
+                except OSError as err:
+                    raise CacheEntryError(entry, f"{name} is unreadable ({err})") from None
+                if digest != meta["sha256"].get(name):
+                    raise CacheEntryError(entry, f"{name} does not match its sha256 (changed since written)")
+        try:
             rows = json.loads((entry / INDEX_FILE).read_text())
             feats = np.load(entry / FEATURES_FILE, mmap_mode="r")
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{entry}: unreadable feature cache entry ({err})") from err
-        if feats.dtype != np.float16 or list(feats.shape) != meta["shape"] or len(rows) != feats.shape[0]:
-            raise ValueError(
-                f"{entry}: inconsistent entry (features {feats.dtype} {list(feats.shape)}, meta shape "
-                f"{meta['shape']}, {len(rows)} index rows)"
+        except Exception as err:  # EOFError (0 bytes), ValueError (truncated), OSError, ...
+            raise CacheEntryError(entry, f"unreadable ({type(err).__name__}: {err})") from None
+        if (
+            feats.dtype != np.float16
+            or list(feats.shape) != meta.get("shape")
+            or not isinstance(rows, list)
+            or len(rows) != feats.shape[0]
+        ):
+            raise CacheEntryError(
+                entry,
+                f"inconsistent entry (features {feats.dtype} {list(feats.shape)}, meta shape "
+                f"{meta.get('shape')}, {len(rows)} index rows)",
             )
+        if expect_paths is not None and (why := _misaligned(rows, expect_paths)):
+            raise CacheEntryError(entry, why)
         return CachedFeatures(key, entry, feats, rows, meta)
 
     def get_or_compute(
-        self, key_parts: Mapping[str, Any], compute: Callable[[], FeatureSource]
+        self,
+        key_parts: Mapping[str, Any],
+        compute: Callable[[], FeatureSource],
+        expect_paths: Sequence[str | os.PathLike[str]] | None = None,
     ) -> CachedFeatures:
-        """The entry for ``key_parts``; on a miss, ``compute()`` (arrays or a FeatureStream) is written
-        atomically first. A compute that raises leaves nothing behind."""
+        """The entry for ``key_parts``, checked as ``load`` checks it (``expect_paths``: the record paths
+        the caller pairs with the rows, in order). On a miss ``compute()`` (arrays or a FeatureStream) is
+        written first; a damaged entry is reported (a warning naming it and why) and rebuilt. A compute
+        that raises leaves nothing behind."""
         key = self.key(**key_parts)
-        if self.contains(key):
-            self.hits += 1
-            return self.load(key)
+        if self.path(key).exists():
+            try:
+                entry = self.load(key, expect_paths)
+            except CacheEntryError as err:
+                log.warning("feature cache: damaged entry %s (%s): rebuilding it", err.path, err.reason)
+                self._discard(self.path(key))
+                self.rebuilt += 1
+            else:
+                self.hits += 1
+                return entry
         self.misses += 1
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{key[:16]}-", dir=self.root))
         try:
             shape, rows = _write_entry(tmp, compute())
+            if expect_paths is not None and (why := _misaligned(rows, expect_paths)):
+                raise ValueError(f"feature source does not follow the records it was given: {why}")
+            index_text = json.dumps(rows, indent=1)
+            atomic_write_text(tmp / INDEX_FILE, index_text)
             nbytes = (tmp / FEATURES_FILE).stat().st_size
             meta = {
                 "key": key,
@@ -364,46 +518,77 @@ class FeatureCache:
                 "dtype": "float16",
                 "n_items": shape[0],
                 "bytes": nbytes,
+                # read back from disk: the checksum covers what a later run will read
+                "sha256": {
+                    FEATURES_FILE: file_sha256(tmp / FEATURES_FILE),
+                    INDEX_FILE: hashlib.sha256(index_text.encode()).hexdigest(),
+                },
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
             }
-            _write_json(tmp / INDEX_FILE, rows)
-            _write_json(tmp / META_FILE, meta)  # written last: its presence marks a complete entry
-            _fsync_dir(tmp)
-            try:
-                os.rename(tmp, self.path(key))
-            except OSError:
-                if not self.contains(key):  # not a concurrent writer that finished first
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
-            _fsync_dir(self.root)
+            atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1))  # last: marks a complete entry
+            self._publish(tmp, key)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self.bytes_written += nbytes
-        return self.load(key)
+        return self.load(key, expect_paths, verify=False)  # checksummed from disk just above
+
+    def _publish(self, tmp: Path, key: str) -> None:
+        """Rename the finished folder into place (one atomic step)."""
+        target = self.path(key)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.exists():
+                raise
+            try:  # a concurrent writer finished first: keep its entry if it is sound
+                self.load(key)
+            except CacheEntryError:
+                self._discard(target)
+                os.rename(tmp, target)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+        fsync_dir(self.root)
+
+    def _discard(self, entry: Path) -> None:
+        """Move a damaged entry aside in one rename (no reader sees it half-deleted), then delete it."""
+        aside = self.root / f"{_TMP_PREFIX}damaged-{entry.name[:16]}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(entry, aside)
+        except FileNotFoundError:
+            return  # a concurrent run discarded it first
+        if aside.is_dir():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink(missing_ok=True)
 
     # bookkeeping
-    def entries(self) -> list[dict[str, Any]]:
-        """meta.json of every complete entry."""
+    def _published(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """(folder, meta) of every published entry whose meta.json reads (damaged ones are reported
+        and rebuilt when a run asks for them, not here)."""
         if not self.root.is_dir():
-            return []
-        out = []
+            return
         for d in sorted(self.root.iterdir()):
-            if not d.name.startswith(_TMP_PREFIX) and (d / META_FILE).is_file():
-                out.append(json.loads((d / META_FILE).read_text()))
-        return out
+            if d.name.startswith(_TMP_PREFIX) or not (d / META_FILE).is_file():
+                continue
+            try:
+                yield d, json.loads((d / META_FILE).read_text())
+            except (OSError, ValueError):
+                continue
+
+    def entries(self) -> list[dict[str, Any]]:
+        """meta.json of every published entry."""
+        return [meta for _, meta in self._published()]
 
     def size_bytes(self) -> int:
-        """Bytes held by complete entries (features + index + meta)."""
-        total = 0
-        for meta in self.entries():
-            total += sum(f.stat().st_size for f in self.path(meta["key"]).iterdir() if f.is_file())
-        return total
+        """Bytes held by published entries (features + index + meta)."""
+        return sum(f.stat().st_size for d, _ in self._published() for f in d.iterdir() if f.is_file())
 
     def stats(self) -> dict[str, int]:
         return {
             "hits": self.hits,
             "misses": self.misses,
+            "rebuilt": self.rebuilt,
             "bytes_written": self.bytes_written,
             "entries": len(self.entries()),
             "size_bytes": self.size_bytes(),
@@ -457,19 +642,3 @@ def _write_entry(folder: Path, source: FeatureSource) -> tuple[tuple[int, ...], 
     with open(folder / FEATURES_FILE, "rb+") as f:
         os.fsync(f.fileno())
     return shape, all_rows
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    if hasattr(os, "O_DIRECTORY"):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

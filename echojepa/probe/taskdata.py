@@ -147,6 +147,7 @@ class TaskData:
                 aug_view=aug_view,
                 num_workers=self.num_workers,
             ),
+            expect_paths=[str(r.path) for r in records],  # row i must be record i: targets follow records
         )
         if excluded:
             log.info(

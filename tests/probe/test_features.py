@@ -1,5 +1,8 @@
+import hashlib
 import json
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +15,14 @@ from echojepa.data.index import Record
 from echojepa.data.torchdata import VideoClipDataset
 from echojepa.data.transforms import build_transform
 from echojepa.io.video import write_video
+from echojepa.probe import features
 from echojepa.probe.backbones import Backbone, build_backbone, load_backbone_config
 from echojepa.probe.features import (
+    CacheEntryError,
     FeatureCache,
     FeatureStream,
     aug_view_for_epoch,
+    code_modules,
     dataset_identity,
     estimate_bytes,
     extract_features,
@@ -215,7 +221,7 @@ def test_any_key_part_change_is_a_miss_with_a_new_entry(records, backbone, tmp_p
 
 def test_a_replaced_video_file_changes_the_dataset_identity(records, tmp_path):
     before = dataset_identity(records, "test", tmp_path)
-    assert before == dataset_identity(list(reversed(records)), "test", tmp_path)  # order does not matter
+    assert before == dataset_identity(list(records), "test", tmp_path)
     write_clip(records[0].path, 12, seed=99)
     stat = records[0].path.stat()
     os.utime(records[0].path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
@@ -278,5 +284,121 @@ def test_a_tampered_entry_is_refused_on_load(tmp_path):
     feats, rows = random_source()
     entry = cache.get_or_compute({"x": 1}, lambda: (feats, rows))
     (entry.path / "index.json").write_text(json.dumps(rows[:2]))
-    with pytest.raises(ValueError, match="inconsistent entry"):
+    with pytest.raises(CacheEntryError, match="index.json does not match its sha256"):
         cache.load(entry.key)
+    with pytest.raises(CacheEntryError, match="inconsistent entry"):  # what the checksum guards against
+        cache.load(entry.key, verify=False)
+
+
+# ----- a cache that cannot mislabel ----------
+def cached(cache, backbone, dataset, tmp_path):
+    """The entry of `dataset` through the protocol's path: key parts, streamed compute, row check."""
+    parts = feature_key_parts(backbone, dataset, format="test", root=tmp_path, split="train")
+    return cache.get_or_compute(
+        parts,
+        lambda: stream_features(backbone, dataset, 2, progress=False),
+        expect_paths=[str(r.path) for r in dataset.records],
+    )
+
+
+def test_a_reordered_file_list_gets_rows_in_its_own_order(records, backbone, tmp_path):
+    # issue 13: the key sorted the records, the entry kept the first order, targets followed the new one
+    cache = FeatureCache(tmp_path / "cache")
+    forward = cached(cache, backbone, make_dataset(records), tmp_path)
+    backward = cached(cache, backbone, make_dataset(list(reversed(records))), tmp_path)
+    assert forward.key != backward.key and cache.misses == 2
+    assert [r["path"] for r in backward.rows] == [str(r.path) for r in reversed(records)]
+    np.testing.assert_array_equal(backward.features, forward.features[::-1])
+
+
+def test_rows_that_do_not_match_the_records_are_refused(records, backbone, tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+    entry = cached(cache, backbone, make_dataset(records), tmp_path)
+    with pytest.raises(CacheEntryError, match="row 0 holds .*v0.avi, the records give .*v2.avi"):
+        cache.load(entry.key, expect_paths=[str(r.path) for r in reversed(records)])
+    feats, rows = extract_features(backbone, make_dataset(records), batch_size=3, progress=False)
+    with pytest.raises(ValueError, match="does not follow the records"):  # never published
+        cache.get_or_compute({"x": 1}, lambda: (feats, rows), expect_paths=[rows[1]["path"]] * 3)
+    assert not cache.contains(cache.key(x=1))
+
+
+def _zero_features(entry: Path) -> None:
+    data = np.load(
+        entry / "features.npy", mmap_mode="r+"
+    )  # same size, valid header: only the checksum sees it
+    data[:] = 0
+    data.flush()
+
+
+def _reorder_rows(entry: Path) -> None:
+    """Rows in another order, with checksums made to match: what an entry keyed on sorted records held."""
+    rows = json.loads((entry / "index.json").read_text())
+    text = json.dumps(rows[::-1], indent=1)
+    (entry / "index.json").write_text(text)
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["sha256"]["index.json"] = hashlib.sha256(text.encode()).hexdigest()
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+DAMAGE = {
+    "zeroed": (_zero_features, "features.npy does not match its sha256"),
+    "empty": (lambda e: (e / "features.npy").write_bytes(b""), "features.npy does not match"),
+    "truncated": (lambda e: os.truncate(e / "features.npy", 200), "features.npy does not match"),
+    "no_meta": (lambda e: (e / "meta.json").unlink(), "meta.json is missing"),
+    "bad_meta": (lambda e: (e / "meta.json").write_text("{"), "meta.json is unreadable"),
+    "rows_reordered": (_reorder_rows, "row 0 holds"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_entry_is_reported_by_path_and_rebuilt(damage, records, backbone, tmp_path, caplog):
+    cache = FeatureCache(tmp_path / "cache")
+    dataset = make_dataset(records)
+    good = np.array(cached(cache, backbone, dataset, tmp_path).features)
+    entry = cache.path(
+        cache.key(**feature_key_parts(backbone, dataset, format="test", root=tmp_path, split="train"))
+    )
+    spoil, reason = DAMAGE[damage]
+    spoil(entry)
+    calls = backbone.calls
+    with caplog.at_level(logging.WARNING, logger="echojepa.probe.features"):
+        again = cached(cache, backbone, dataset, tmp_path)
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert str(entry) in warning and reason in warning and "rebuilding" in warning
+    assert backbone.calls > calls and cache.rebuilt == 1 and cache.hits == 0
+    np.testing.assert_array_equal(again.features, good)
+    assert [p.name for p in cache.root.iterdir()] == [entry.name]  # the damaged copy is gone
+    cached(cache, backbone, dataset, tmp_path)
+    assert cache.hits == 1  # the rebuilt entry is sound
+
+
+def test_meta_carries_the_checksums_of_the_entry_files(tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+    feats, rows = random_source()
+    entry = cache.get_or_compute({"x": 1}, lambda: (feats, rows))
+    for name in ("features.npy", "index.json"):
+        assert entry.meta["sha256"][name] == hashlib.sha256((entry.path / name).read_bytes()).hexdigest()
+
+
+def test_the_key_carries_the_source_of_the_code_that_makes_the_features(
+    records, backbone, tmp_path, monkeypatch
+):
+    dataset = make_dataset(records)
+    mods = code_modules(backbone, dataset, dataset.transform)
+    for name in (
+        "probe.backbones",
+        "probe.features",
+        "data.transforms",
+        "data.torchdata",
+        "data.clips",
+        "io.video",
+    ):
+        assert f"echojepa.{name}" in mods
+    assert not any(m.startswith("echojepa.pretrain") or m.startswith("echojepa.report") for m in mods)
+    parts = feature_key_parts(backbone, dataset, format="test", root=tmp_path, split="train")
+    transforms = sys.modules["echojepa.data.transforms"].__file__
+    real = features._source_sha256
+    monkeypatch.setattr(features, "_source_sha256", lambda p: "edited" if p == transforms else real(p))
+    edited = feature_key_parts(backbone, dataset, format="test", root=tmp_path, split="train")
+    assert edited["code"] != parts["code"] and FeatureCache.key(**edited) != FeatureCache.key(**parts)
+    assert {k: v for k, v in edited.items() if k != "code"} == {k: v for k, v in parts.items() if k != "code"}
