@@ -1,9 +1,11 @@
 """The study pipeline behind `make demo`: synthetic world -> pretrain EchoJEPA and EchoMAE -> every
 protocol for every backbone -> the seed's tables, a report and a model bundle for echojepa-predict.
 
-Each stage leaves a marker (its own outputs); re-running skips finished stages, so an interrupted
-demo resumes where it stopped. Configs are composed from conf/ (study/, train, evaluate) with the
-Hydra compose API; the stages themselves are plain library calls.
+Each stage leaves a marker (its own outputs, written atomically and last: the world's manifest.json,
+pretraining's summary.json, one JSON per evaluation, the bundle); re-running skips finished stages, so
+an interrupted demo resumes where it stopped and never skips a half-done one. Configs are composed
+from conf/ (study/, train, evaluate) with the Hydra compose API; the stages themselves are plain
+library calls.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from rich.console import Console
 
 from echojepa.config import to_plain
+from echojepa.io.atomic import atomic_write_text
 from echojepa.paths import CONF_DIR
 
 log = logging.getLogger(__name__)
@@ -145,8 +148,7 @@ class Study:
 
                 def run(backbone=backbone, task=task, protocol=protocol, marker=marker) -> None:
                     written = run_probe(self.evaluation_cfg(backbone, task, protocol))
-                    marker.parent.mkdir(parents=True, exist_ok=True)
-                    marker.write_text(json.dumps([str(p) for p in written], indent=1))
+                    atomic_write_text(marker, json.dumps([str(p) for p in written], indent=1))
 
                 self._stage(f"probe {task}/{protocol} on {backbone}", marker.exists, run)
 
@@ -237,5 +239,5 @@ class Study:
             "stages": self.timings,
             "report": {k: str(v) for k, v in result.items() if k in ("markdown", "html")},
         }
-        (self.runs / "study-summary.json").write_text(json.dumps(summary, indent=2))
+        atomic_write_text(self.runs / "study-summary.json", json.dumps(summary, indent=2))
         return summary

@@ -89,3 +89,49 @@ def test_pretrained_and_random_init_side_by_side(study):
     assert {"random_vit", "echojepa_demo", "echomae_demo"} <= set(maes)
     assert all(np.isfinite(v) for v in maes.values())
     print("tiny-study LVEF MAE:", {k: round(v, 2) for k, v in sorted(maes.items())})
+
+
+def _bare_study(root, monkeypatch) -> Study:
+    """A study whose stages are stubs: only the stage bookkeeping runs (no world, no training)."""
+    s = Study("tiny", root)
+    monkeypatch.setitem(s.cfg, "evaluations", [["lvef", "standard"]])
+    monkeypatch.setitem(s.cfg, "backbones", {"pixel_stats": {}})
+    monkeypatch.setattr(Study, "evaluation_cfg", lambda self, *args: {})
+    return s
+
+
+def test_an_evaluation_marker_whose_write_fails_is_absent_so_the_stage_reruns(tmp_path, monkeypatch):
+    import os
+
+    import echojepa.probe.runner
+
+    runs = []
+    monkeypatch.setattr(echojepa.probe.runner, "run_probe", lambda cfg: runs.append(cfg) or [])
+    s = _bare_study(tmp_path, monkeypatch)
+    real_replace = os.replace
+
+    def crash(*args, **kwargs):
+        raise OSError(5, "Input/output error")  # the machine dies while the marker is being published
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        s.evaluate()
+    monkeypatch.setattr(os, "replace", real_replace)
+    markers = s.runs / "study-markers"
+    assert not markers.exists() or not list(markers.iterdir())  # no marker, not even a temp file
+    s.evaluate()
+    assert len(runs) == 2 and [p.name for p in markers.iterdir()] == ["lvef-standard-pixel_stats.json"]
+
+
+def test_a_world_without_its_manifest_is_written_again(tmp_path, monkeypatch):
+    import echojepa.synth
+
+    calls = []
+    monkeypatch.setattr(echojepa.synth, "generate", lambda out, *a, **k: calls.append(out))
+    s = _bare_study(tmp_path, monkeypatch)
+    (s.world / "echonet_dynamic").mkdir(parents=True)  # an interrupted earlier run
+    s.synth()
+    assert calls == [s.world]
+    (s.world / "manifest.json").write_text("{}")
+    s.synth()
+    assert calls == [s.world]  # complete: skipped

@@ -23,6 +23,7 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
+from echojepa.io.atomic import atomic_write
 from echojepa.io.sector import estimate_sector_mask, mask_bbox, sample_indices
 from echojepa.io.types import DecodedVideo, NotACineError, Region, VideoInfo, VideoReadError
 from echojepa.io.video import validate_indices
@@ -532,9 +533,8 @@ def write_dicom(
         ds.PixelData = data + b"\x00" if len(data) % 2 else data
         ds["PixelData"].VR = "OB"
 
-    p.parent.mkdir(parents=True, exist_ok=True)
     if _PYDICOM3:
-        ds.save_as(p, enforce_file_format=True)
+        atomic_write(p, lambda f: ds.save_as(f, enforce_file_format=True))  # never half a file
     else:  # pragma: no cover - pydicom 2.x
         ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.save_as(str(p), write_like_original=False)
+        atomic_write(p, lambda f: ds.save_as(f, write_like_original=False))

@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from echojepa.io.atomic import atomic_write
 from echojepa.io.types import DecodedVideo, NotACineError, VideoInfo, VideoReadError
 
 CONTAINER_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
@@ -21,6 +22,8 @@ CONTAINER_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
 # Codec settings per suffix: (codec, pixel format). MJPG in full-range 4:4:4 keeps greyscale and colour
 # round trips close; H.264 needs yuv420p for broad player support.
 _WRITE_CODECS = {".avi": ("mjpeg", "yuvj444p"), ".mp4": ("libx264", "yuv420p")}
+# FFmpeg muxer names that differ from the file suffix (the others are the suffix itself)
+_MUXERS = {".mkv": "matroska", ".m4v": "mp4"}
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -238,23 +241,27 @@ def write_video(
         if keyframe_interval < 1:
             raise ValueError(f"{p}: keyframe_interval must be >= 1, got {keyframe_interval}")
         options["g"] = str(keyframe_interval)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    container = av.open(str(p), mode="w")
-    try:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = pix_fmt
-        stream.codec_context.thread_count = 1
-        stream.codec_context.time_base = 1 / rate
-        stream.options = options
-        for i, img in enumerate(arr):
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts = i
-            vf.time_base = 1 / rate
-            for packet in stream.encode(vf):
+
+    def encode(f) -> None:
+        # the temp file's name says nothing of the container: name the muxer from the target's suffix
+        container = av.open(f, mode="w", format=_MUXERS.get(suffix, suffix.lstrip(".")))
+        try:
+            stream = container.add_stream(codec, rate=rate)
+            stream.width = width
+            stream.height = height
+            stream.pix_fmt = pix_fmt
+            stream.codec_context.thread_count = 1
+            stream.codec_context.time_base = 1 / rate
+            stream.options = options
+            for i, img in enumerate(arr):
+                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+                vf.pts = i
+                vf.time_base = 1 / rate
+                for packet in stream.encode(vf):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    finally:
-        container.close()
+        finally:
+            container.close()
+
+    atomic_write(p, encode)  # a reader never sees half a video, a failed write leaves no file

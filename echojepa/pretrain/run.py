@@ -15,6 +15,7 @@ import lightning as L
 import torch
 
 from echojepa.config import config_hash
+from echojepa.io.atomic import atomic_write_text
 from echojepa.models.checkpoint import (
     export_reference_checkpoint,
     import_reference_encoder,
@@ -129,5 +130,5 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                 extra={"objective": cfg["objective"]["name"], "itr": trainer.global_step},
             )
             summary["reference_checkpoint"] = str(ref)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))  # the stage marker
     return summary

@@ -41,7 +41,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 import types
 import uuid
@@ -502,7 +501,9 @@ class FeatureCache:
                 return entry
         self.misses += 1
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{key[:16]}-", dir=self.root))
+        # a fresh unique name, not mkdtemp: its 0700 mode would stick to the published entry
+        tmp = self.root / f"{_TMP_PREFIX}{key[:16]}-{uuid.uuid4().hex[:12]}"
+        tmp.mkdir()  # the umask's mode, like every other folder
         try:
             shape, rows = _write_entry(tmp, compute())
             if expect_paths is not None and (why := _misaligned(rows, expect_paths)):

@@ -13,13 +13,12 @@ from __future__ import annotations
 import base64
 import html
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
 
-from echojepa.io.atomic import atomic_write_text
+from echojepa.io.atomic import atomic_write_bytes, atomic_write_text
 from echojepa.report import plots
 from echojepa.report.records import ResultSet, load_records, order_backbones, resolve_csv
 from echojepa.report.render import to_html, to_markdown, to_rich
@@ -177,7 +176,7 @@ def _copy_extra(extra: Mapping[str, Path | str], figs: _Figures) -> None:
                 raise ValueError(f"{source}: extra figure {caption!r} is not a PNG file")
         target = figs.path(caption)
         if source.resolve() != target.resolve():
-            shutil.copyfile(source, target)
+            atomic_write_bytes(target, source.read_bytes())  # figures are small; never half a PNG
         figs.add(caption, target)
 
 

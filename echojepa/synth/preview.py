@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from echojepa.io.atomic import atomic_write
 from echojepa.synth.acoustics import full_frame_geometry
 from echojepa.synth.anatomy import VIEWS
 from echojepa.synth.config import SynthConfig
@@ -58,6 +59,7 @@ def contact_sheet(path: Path, cfg: SynthConfig, seed: int = 0, size: int = 112) 
                 ax_v.tick_params(labelsize=6)
                 ax_v.legend(fontsize=6)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
+    finally:
+        plt.close(fig)

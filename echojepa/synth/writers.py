@@ -7,7 +7,7 @@ Layout under `out/` (see `generate`):
 - echonet_pediatric/{A4C,PSAX}/  Videos/*.avi, FileList.csv (integer folds), VolumeTracings.csv (X,Y)
 - mimic_iv_echo/            files/pXX/pXXXXXXXX/sXXXXXXXX/*.dcm, echo-record-list.csv, labels.csv,
                             view_labels.csv
-- manifest.json
+- manifest.json             written last: its presence means the world is complete
 Each dataset root also holds EchoSynthTruth.csv: every latent value (nominal EF/volumes, RVSP, heart
 rate, acquisition settings, ED/ES frames), kept out of the released-format files.
 
@@ -18,6 +18,7 @@ The EF column of EchoNet FileLists is *measured*: method of disks on the written
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from echojepa.data.tracings import ef_from_volumes, volume_from_rows
+from echojepa.io.atomic import atomic_write_text, fsync_dir
 from echojepa.io.dicom import UltrasoundRegion, write_dicom
 from echojepa.io.video import write_video
 from echojepa.synth.acoustics import boxed_geometry, doppler_spectrum, full_frame_geometry, to_uint8
@@ -59,6 +61,7 @@ ECHONET_COLUMNS = [
 PEDIATRIC_COLUMNS = ["FileName", "EF", "Sex", "Age", "Weight", "Height", "Split"]
 RECORD_COLUMNS = ["subject_id", "study_id", "acquisition_datetime", "dicom_filepath"]
 TRUTH_FILE = "EchoSynthTruth.csv"
+MANIFEST = "manifest.json"  # written last: a world without it is incomplete
 # Every made-up DICOM identifier contains this marker, so a test can prove none leaks.
 PHI_CANARY = "CANARY"
 
@@ -68,12 +71,12 @@ def _f(x: float, nd: int = 4) -> str:
 
 
 def _write_csv(path: Path, columns: list[str], rows: Iterable[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-        w.writeheader()
-        for row in rows:
-            w.writerow(row)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow(row)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _truth_row(sv: SimVideo, **extra: object) -> dict:
@@ -621,10 +624,16 @@ def generate(
     """Write the synthetic echo world under `out` (see the module docstring); returns the manifest.
 
     Same (preset, seed) -> the same bytes in every data file (manifest.json's elapsed time aside).
+    Every file is written atomically and manifest.json last, so "manifest.json exists" means a complete
+    world: an interrupted run leaves none (and removes a stale one first), and the next run rewrites it.
     """
     cfg = preset if isinstance(preset, SynthConfig) else load_config(preset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    if manifest_path.exists():  # rewriting a world: it is incomplete until the new manifest lands
+        manifest_path.unlink()
+        fsync_dir(out)
     t0 = time.perf_counter()
     ctx = _Ctx(cfg, int(seed))
     run = _Runner(cfg.workers, progress)
@@ -664,5 +673,5 @@ def generate(
         "counts": counts,
         "elapsed_s": round(time.perf_counter() - t0, 2),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return manifest

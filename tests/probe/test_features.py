@@ -228,6 +228,16 @@ def test_a_replaced_video_file_changes_the_dataset_identity(records, tmp_path):
     assert dataset_identity(records, "test", tmp_path) != before
 
 
+def test_entry_folder_and_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        entry = FeatureCache(tmp_path / "cache").get_or_compute({"x": 1}, lambda: random_source())
+    finally:
+        os.umask(old)
+    assert entry.path.stat().st_mode & 0o777 == 0o755
+    assert {f.stat().st_mode & 0o777 for f in entry.path.iterdir()} == {0o644}
+
+
 def test_size_is_reported_per_entry_and_for_the_whole_cache(tmp_path):
     cache = FeatureCache(tmp_path / "cache")
     feats, rows = random_source(n=4, s=3, tokens=6, dim=8)

@@ -289,3 +289,42 @@ def test_the_mimic_reader_keeps_cines_and_flags_stills_and_doppler(synth_world):
         "doppler",
         "still",
     ]
+
+
+def test_a_failed_write_mid_world_leaves_no_manifest_no_partial_file_and_no_temp(tmp_path, monkeypatch):
+    import pydicom.dataset
+
+    stale = tmp_path / "manifest.json"
+    stale.write_text('{"preset": "an earlier world"}')
+    real_save = pydicom.dataset.Dataset.save_as
+    saved: list[int] = []
+
+    def disk_full_on_the_second_dicom(self, target, *args, **kwargs):
+        saved.append(1)
+        if len(saved) == 2:
+            target.write(b"DICM half a file")  # some bytes reach the disk, then the disk is full
+            raise OSError(28, "No space left on device")
+        return real_save(self, target, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", disk_full_on_the_second_dicom)
+    with pytest.raises(OSError, match="No space left"):
+        generate(tmp_path, load_config("tiny", **SMALL), seed=5, progress=False)
+    assert not stale.exists()  # the world on disk is incomplete: nothing may say otherwise
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    dicoms = list(tmp_path.rglob("*.dcm"))
+    assert len(dicoms) == 1 and pydicom.dcmread(dicoms[0]).NumberOfFrames > 1  # the first, whole
+
+
+def test_world_files_and_folders_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        generate(tmp_path / "w", load_config("tiny", **SMALL), seed=5, progress=False)
+    finally:
+        os.umask(old)
+    paths = list((tmp_path / "w").rglob("*"))
+    files = {stat.S_IMODE(p.stat().st_mode) for p in paths if p.is_file()}
+    folders = {stat.S_IMODE(p.stat().st_mode) for p in paths if p.is_dir()}
+    assert files == {0o640} and folders == {0o750}
