@@ -200,8 +200,13 @@ class EpochShuffleSampler(DistributedSampler):
         self._resume: tuple[int, int] | None = None  # (epoch, items of this replica already consumed)
 
     def resume_at(self, epoch: int, consumed_items: int) -> None:
-        """Make the next pass over `epoch` start after its first `consumed_items` items (mid-epoch resume)."""
+        """Make the next pass over `epoch` start after its first `consumed_items` items (mid-epoch resume).
+
+        Also moves the sampler to `epoch` at once: Lightning creates the resumed epoch's iterator before
+        it calls `set_epoch`, and a worker-backed DataLoader starts drawing from the sampler right then.
+        """
         self._resume = (int(epoch), int(consumed_items))
+        self.set_epoch(epoch)
 
     def order(self) -> list[int]:
         n = len(self.dataset)  # type: ignore[arg-type]
@@ -221,7 +226,7 @@ class EpochShuffleSampler(DistributedSampler):
         mine = indices[self.rank : self.total_size : self.num_replicas]
         if self._resume is not None:
             epoch, consumed = self._resume
-            self._resume = None
+            self._resume = None  # one pass only; a pass over another epoch means the resume is stale
             if epoch == self.epoch:
                 mine = mine[consumed:]
         for i in mine:

@@ -136,6 +136,23 @@ def test_sampler_order_seeded_by_seed_and_epoch_and_shards_replicas():
     assert all(len(sh) == 3 for sh in shards) and len(set(flat)) == 9
 
 
+def test_resume_survives_the_iterator_being_started_before_set_epoch():
+    # Lightning's resume order: load the loader state, create the iterator (a worker-backed loader
+    # draws from the sampler right then), and only then call set_epoch for the resumed epoch.
+    data = list(range(10))
+    reference = EpochShuffleSampler(data, seed=3)
+    reference.set_epoch(2)
+    expected = list(reference)[4:]
+    resumed = EpochShuffleSampler(data, seed=3)  # a fresh process: the sampler starts at epoch 0
+    resumed.resume_at(epoch=2, consumed_items=4)
+    it = iter(resumed)
+    first = next(it)
+    resumed.set_epoch(2)
+    assert [first, *it] == expected
+    resumed.set_epoch(3)  # the resume applied once; the next epoch starts at its beginning
+    assert len(list(resumed)) == len(data)
+
+
 def test_decode_failure_raises_naming_the_file(tmp_path: Path):
     bad = tmp_path / "broken.avi"
     bad.write_bytes(b"not a video at all")

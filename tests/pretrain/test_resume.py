@@ -50,10 +50,14 @@ def _fit(cfg: dict, root: Path, steps: int, callbacks: list, ckpt_path: str | No
     return module, trainer
 
 
-@pytest.mark.parametrize("objective", ["jepa", "mae"])
-def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(synth_world, tmp_path, objective):
-    cfg = tiny_cfg(objective, synth_world, **{"data.batch_size": 1})
-    steps = 11
+# Worker-backed loaders start the sampler while Lightning creates the iterator, before `set_epoch`:
+# every shipped data config uses workers, so the resume must hold with them too.
+@pytest.mark.parametrize("objective,num_workers", [("jepa", 0), ("mae", 0), ("jepa", 1), ("jepa", 2)])
+def test_killed_and_resumed_run_reproduces_the_uninterrupted_losses(
+    synth_world, tmp_path, objective, num_workers
+):
+    cfg = tiny_cfg(objective, synth_world, **{"data.batch_size": 1, "data.num_workers": num_workers})
+    steps = 9  # two epochs and one batch of the third: the resumed epoch and a fresh one after it
     full = LossRecorder()
     ref_module, ref_trainer = _fit(cfg, tmp_path / "full", steps, [full])
     batches_per_epoch = ref_trainer.num_training_batches
