@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from echojepa.data.clips import ClipSpec, sample_clip_indices
-from echojepa.data.transforms import build_transform, split_normalize, to_tensor_video
+from echojepa.data.transforms import split_normalize, to_tensor_video
 from echojepa.io import NotACineError, VideoReadError, probe, read_video
 from echojepa.io.atomic import atomic_torch_save, atomic_write
 from echojepa.models.checkpoint import load_state_dict_strict
@@ -229,7 +230,81 @@ def _load_bundled_probe(content: Any, name: str, where: str) -> tuple[Any, Probe
         try:
             return load_probe(path)
         except (ValueError, KeyError, TypeError) as exc:
-            raise BundleError(f"{where}: bundled probe {name!r} is unusable: {exc}") from exc
+            reason = " ".join(str(exc).replace(str(path), "it").split())  # not the temp file's name
+            raise BundleError(f"{where}: bundled probe {name!r} is unusable: {reason}") from exc
+
+
+def _one_line(exc: BaseException, path: Path) -> str:
+    """An exception's message on one line, without a repeat of the bundle's path."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text.removeprefix(f"{path}: ").removeprefix(f"{path} ")
+
+
+def _read_bundle(path: Path) -> dict[str, Any]:
+    """The bundle file's dict, loaded weights-only; one-line errors naming the file (never torch's advice
+    to load untrusted files with ``weights_only=False``)."""
+    if not path.exists():
+        raise FileNotFoundError(f"model bundle {path} does not exist")
+    if not path.is_file():
+        raise BundleError(f"{path}: model bundle path is not a file")
+    if path.stat().st_size == 0:
+        raise BundleError(f"{path}: model bundle file is empty (0 bytes)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise BundleError(
+            f"{path}: refused, it holds Python objects besides tensors and plain data, so it is not a "
+            "weights-only model bundle"
+        ) from exc
+    except Exception as exc:  # zip, pickle and storage errors alike: the bytes are not a torch file
+        raise BundleError(
+            f"{path}: not a readable model bundle (truncated, corrupt or another format: "
+            f"{type(exc).__name__})"
+        ) from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path} is not an echojepa model bundle (make one with make_bundle)")
+    if ckpt.get("version") != BUNDLE_VERSION:
+        raise BundleError(f"{path}: bundle version {ckpt.get('version')}, this code reads {BUNDLE_VERSION}")
+    return ckpt
+
+
+def _parse_bundle(ckpt: Mapping[str, Any], path: Path) -> tuple[Backbone, dict[str, TaskHead]]:
+    """The bundle's backbone (weights loaded, identity checked) and each task's chosen head."""
+    bb, tasks = ckpt.get("backbone") or {}, ckpt.get("tasks") or {}
+    if not isinstance(bb, Mapping) or not isinstance(tasks, Mapping):
+        raise BundleError(f"{path}: bundle 'backbone' and 'tasks' must be dicts")
+    absent = [k for k in ("config", "state_dict", "identity") if k not in bb]
+    if absent:
+        raise BundleError(f"{path}: bundle backbone entry lacks {absent}")
+    if not isinstance(bb["config"], Mapping) or not isinstance(bb["state_dict"], Mapping):
+        raise BundleError(f"{path}: bundle backbone 'config' and 'state_dict' must be dicts")
+    if not bb["state_dict"] and bb["config"].get("kind") != "pixel_stats":
+        raise BundleError(f"{path}: bundle holds no backbone weights")
+    missing = [t for t in REQUIRED_TASKS if t not in tasks]
+    if missing:
+        raise BundleError(f"{path}: bundle has no probe for {missing}")
+    backbone = _rebuild_backbone(dict(bb["config"]), bb["state_dict"], str(path))
+    identity = backbone.identity()
+    if identity != bb["identity"]:
+        raise BundleError(f"{path}: rebuilt backbone's identity differs from the recorded one: refusing")
+    heads = {}
+    for name, entry in tasks.items():
+        if (
+            not isinstance(entry, Mapping)
+            or "probe" not in entry
+            or not isinstance(entry.get("clip"), Mapping)
+        ):
+            raise BundleError(f"{path}: task {name!r} lacks its probe or clip sampling")
+        bank, task, meta = _load_bundled_probe(entry["probe"], name, str(path))
+        chosen = _check_probe(name, f"{path} [{name}]", task, meta, len(bank), bank.kind, identity)
+        try:
+            spec = ClipSpec(**entry["clip"])
+        except (TypeError, ValueError) as exc:
+            raise BundleError(
+                f"{path}: task {name!r} has unusable clip sampling ({_one_line(exc, path)})"
+            ) from exc
+        heads[name] = TaskHead(name, bank.export_head(chosen), task, spec, chosen, entry.get("unit"))
+    return backbone, heads
 
 
 # ----- prediction ---------------------------------------------------------------------------------------
@@ -277,7 +352,7 @@ class Predictor:
         for th in self.heads.values():
             th.head.to(self.device).eval()
         pre = backbone.preprocess
-        self.transform = build_transform(False, pre.img_size, pre.mean, pre.std)
+        self.transform = pre.transform(False)  # the backbone's own eval recipe (crop, resize, order)
         self.geometry, _ = split_normalize(self.transform)  # the model's view of the frames, 0-1
         self._names_used: dict[str, int] = {}
 
@@ -288,48 +363,29 @@ class Predictor:
         device: str | torch.device = "cpu",
         options: PredictOptions | None = None,
     ) -> Predictor:
-        """Rebuild backbone and chosen probe heads from a bundle; refuses anything missing or mismatched."""
+        """Rebuild backbone and chosen probe heads from a bundle; refuses anything missing or mismatched.
+
+        Raises FileNotFoundError for a missing bundle and BundleError (one line naming the file and the
+        reason) for anything else wrong with it."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"model bundle {path} does not exist")
+        ckpt = _read_bundle(path)
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # any unreadable file: pickle, zip or torch errors alike
-            raise BundleError(f"{path}: not a readable model bundle ({type(exc).__name__}: {exc})") from exc
-        if not isinstance(ckpt, dict) or ckpt.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{path} is not an echojepa model bundle (make one with make_bundle)")
-        if ckpt.get("version") != BUNDLE_VERSION:
-            raise BundleError(
-                f"{path}: bundle version {ckpt.get('version')}, this code reads {BUNDLE_VERSION}"
-            )
-        bb, tasks = ckpt.get("backbone") or {}, ckpt.get("tasks") or {}
-        absent = [k for k in ("config", "state_dict", "identity") if k not in bb]
-        if absent:
-            raise BundleError(f"{path}: bundle backbone entry lacks {absent}")
-        if not bb["state_dict"] and bb["config"].get("kind") != "pixel_stats":
-            raise BundleError(f"{path}: bundle holds no backbone weights")
-        missing = [t for t in REQUIRED_TASKS if t not in tasks]
-        if missing:
-            raise BundleError(f"{path}: bundle has no probe for {missing}")
-        backbone = _rebuild_backbone(dict(bb["config"]), bb["state_dict"], str(path))
-        identity = backbone.identity()
-        if identity != bb["identity"]:
-            raise BundleError(f"{path}: rebuilt backbone's identity differs from the recorded one: refusing")
-        heads = {}
-        for name, entry in tasks.items():
-            if not isinstance(entry, Mapping) or "probe" not in entry or "clip" not in entry:
-                raise BundleError(f"{path}: task {name!r} lacks its probe or clip sampling")
-            bank, task, meta = _load_bundled_probe(entry["probe"], name, str(path))
-            chosen = _check_probe(name, f"{path} [{name}]", task, meta, len(bank), bank.kind, identity)
-            heads[name] = TaskHead(
-                name, bank.export_head(chosen), task, ClipSpec(**entry["clip"]), chosen, entry.get("unit")
-            )
+            backbone, heads = _parse_bundle(ckpt, path)
+        except BundleError:
+            raise
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+            # a hand-edited or foreign dict: whatever broke, it is this file's fault
+            raise BundleError(f"{path}: malformed model bundle ({_one_line(exc, path)})") from exc
         return cls(backbone, heads, options, device)
 
     # --- one file -------------------------------------------------------------------------------------
     def predict_file(self, path: str | os.PathLike, attention_dir: str | os.PathLike | None = None) -> dict:
         """Scores one file; never raises for a file that cannot be scored (see module docstring)."""
         shown = str(path)
+        if not Path(path).exists():
+            return _unscorable(shown, "file not found")
+        if not Path(path).is_file():
+            return _unscorable(shown, "not a file (a directory)" if Path(path).is_dir() else "not a file")
         try:
             info = probe(path)
             if info.kind != "cine":

@@ -1,9 +1,10 @@
 """`echojepa-predict`: run a trained model bundle on echo files (AVI/MP4/DICOM).
 
 Thin: parse, call echojepa.predict, print. One rich table per file, or one JSON list with --json.
-Exit codes: 0 every file was scored or cleanly reported unscorable (still, Doppler, undecodable);
-1 a file failed unexpectedly (reported, the other files still scored); 2 usage error, or a bundle that
-is missing or refused. Output holds the paths as given, acquisition facts and predictions only: never
+Exit codes: 0 at least one file was scored and the others cleanly reported unscorable (still, Doppler,
+undecodable, not a file); 1 no file could be scored, or a file failed unexpectedly (reported, the other
+files still scored); 2 usage error, or a bundle that is missing or refused (one line on stderr naming
+the file and the reason). Output holds the paths as given, acquisition facts and predictions only: never
 a patient identifier.
 """
 
@@ -41,9 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fail(message: str) -> int:
-    print(f"echojepa-predict: {message}", file=sys.stderr)
-    return 2
+def _fail(message: str, code: int = 2) -> int:
+    one_line = " ".join(message.split())  # e.g. a key-mismatch listing: one line, still complete
+    print(f"echojepa-predict: {one_line}", file=sys.stderr)
+    return code
 
 
 def _table(r: Mapping[str, Any]) -> Table:
@@ -78,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse: usage error (2) or --help (0)
         return int(exc.code or 0)
-    if not args.checkpoint.is_file():
+    if not args.checkpoint.exists():
         return _fail(f"model bundle not found: {args.checkpoint}")
+    if not args.checkpoint.is_file():
+        return _fail(f"{args.checkpoint}: model bundle path is not a file")
     try:
         device = torch.device(args.device)
     except RuntimeError as exc:
@@ -109,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console = Console()
         for r in results:
             console.print(_table(r))
+    if not any(r["scorable"] for r in results):
+        return _fail(f"none of the {len(results)} input(s) could be scored (reasons above)", code=1)
     return 1 if failed else 0
 
 

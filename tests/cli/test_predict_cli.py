@@ -101,3 +101,56 @@ def test_missing_bundle_and_usage_errors_exit_2(setup, capsys, tmp_path):
         capsys, str(setup["files"][0]), "--checkpoint", str(setup["bundle"]), "--device", "nope"
     )
     assert code == 2 and "--device" in err
+
+
+def _tampered(setup, tmp_path: Path, name: str, edit) -> Path:
+    ckpt = torch.load(setup["bundle"], weights_only=True)
+    edit(ckpt)
+    path = tmp_path / f"{name}.bundle"
+    torch.save(ckpt, path)
+    return path
+
+
+MALFORMED = {
+    "tasks_a_list": lambda c: c.__setitem__("tasks", ["view", "lvef"]),
+    "state_dict_a_list": lambda c: c["backbone"].__setitem__("state_dict", [1]),
+    "clip_with_a_foreign_key": lambda c: c["tasks"]["view"]["clip"].__setitem__("bogus", 1),
+    "clip_a_string": lambda c: c["tasks"]["view"].__setitem__("clip", "center"),
+    "config_a_string": lambda c: c["backbone"].__setitem__("config", "vit"),
+    "chosen_head_text": lambda c: c["tasks"]["lvef"]["probe"]["meta"].__setitem__("chosen_head", "x"),
+    "numpy_inside": lambda c: c.__setitem__("extra", np.arange(3)),  # needs code to unpickle
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_a_malformed_bundle_is_one_line_naming_it_and_exit_2(setup, capsys, tmp_path, name):
+    bundle = _tampered(setup, tmp_path, name, MALFORMED[name])
+    code, out, err = _run(capsys, str(setup["files"][0]), "--checkpoint", str(bundle))
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and str(bundle) in lines[0], err
+    assert "Traceback" not in err and "weights_only" not in err
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "a_directory"])
+def test_an_unreadable_bundle_file_is_one_line_naming_it_and_exit_2(setup, capsys, tmp_path, kind):
+    path = tmp_path / "model.bundle"
+    if kind == "a_directory":
+        path.mkdir()
+    else:
+        data = setup["bundle"].read_bytes()
+        path.write_bytes(b"" if kind == "empty" else data[: len(data) // 2])
+    code, _, err = _run(capsys, str(setup["files"][0]), "--checkpoint", str(path))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and str(path) in lines[0], err
+    assert ("not a file" in lines[0]) == (kind == "a_directory")
+
+
+def test_no_scorable_input_exits_1_and_a_directory_is_not_a_file(setup, capsys, tmp_path):
+    folder = tmp_path / "videos.avi"
+    folder.mkdir()
+    still = setup["files"][2]
+    code, out, err = _run(capsys, str(folder), str(still), "--checkpoint", str(setup["bundle"]), "--json")
+    results = json.loads(out)
+    assert code == 1 and [r["scorable"] for r in results] == [False, False]
+    assert results[0]["reason"] == "not a file (a directory)"
+    assert "none of the 2 input(s) could be scored" in err
