@@ -40,6 +40,11 @@ class PretrainModule(L.LightningModule):
         self.seed = seed
         self.encoder = VisionTransformer(img_size=img_size, num_frames=num_frames, **self.encoder_cfg)
         self._grad_norm: float | None = None
+        # V-JEPA 2's weight-decay rule (mask tokens decayed); EchoJEPA sets it with `official_quirks`.
+        self.official_decay_rule = False
+        # Analytic training GFLOPs summed over every training step so far; kept in checkpoints so a
+        # resumed run continues the total instead of restarting it.
+        self.gflops_total = 0.0
 
     # ----- geometry -------------------------------------------------------------------------------
     @property
@@ -69,7 +74,9 @@ class PretrainModule(L.LightningModule):
         raise NotImplementedError  # each objective lists its own (encoder + predictor / decoder)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = param_groups(self.trainable_modules(), self.optim_cfg["weight_decay"])
+        groups = param_groups(
+            self.trainable_modules(), self.optim_cfg["weight_decay"], official_rule=self.official_decay_rule
+        )
         opt = torch.optim.AdamW(
             groups,
             lr=self.schedule_cfg.lr,
@@ -87,13 +94,26 @@ class PretrainModule(L.LightningModule):
             self.log("train/grad_norm", self._grad_norm, on_step=True, on_epoch=False)
 
     def log_common(self, loss: torch.Tensor, batch_size: int, flops_per_sample: float) -> None:
+        """Loss, LR, and this step's analytic FLOPs (from this step's own masks) plus their running total.
+
+        FLOPs are per device: `batch_size` is the local batch, and every micro-batch counts.
+        """
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
         opt = self.optimizers(use_pl_optimizer=False) if self._trainer is not None else None
         if opt is not None:
             self.log("train/lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
-        self.log("train/gflops_per_step", flops_per_sample * batch_size / 1e9, on_step=True, on_epoch=False)
+        gflops = flops_per_sample * batch_size / 1e9
+        self.gflops_total += gflops
+        self.log("train/gflops_per_step", gflops, on_step=True, on_epoch=False)
+        self.log("train/gflops_total", self.gflops_total, on_step=True, on_epoch=False)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["gflops_total"] = self.gflops_total
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.gflops_total = float(checkpoint.get("gflops_total", 0.0))
 
     def configure_model(self) -> None:
         """Sharding (FSDP2 through ModelParallelStrategy) and torch.compile are applied here so they

@@ -37,6 +37,7 @@ def build_module(cfg: dict[str, Any]) -> PretrainModule:
             masks=obj["masks"],
             ema=obj.get("ema"),
             monitor_every=obj.get("monitor_every", 50),
+            official_quirks=obj.get("official_quirks", False),
             **common,
         )
     if obj["name"] == "mae":

@@ -7,6 +7,11 @@ video [B, C, T, H, W]
   -> predictor(z, context idx, target idx)                                   p   [B, Nt, D]
   -> L1(p, h[target idx]), averaged over groups
 after every optimizer step: target <- m * target + (1 - m) * encoder
+
+`official_quirks` (conf/objective/jepa.yaml) switches two behaviours to those of the official V-JEPA 2
+code, which a replay of its trajectory needs: every mask group uses mask token 0 (its predictor wrapper
+passes the clip-length index, not the group index), and AdamW decays the mask tokens (its rule is
+ndim != 1 and no "bias" in the name). Off (default): mask token g for group g, tokens not decayed.
 """
 
 from __future__ import annotations
@@ -44,16 +49,22 @@ class EchoJEPA(PretrainModule):
         monitor_every: int = 50,
         compile: bool = False,
         seed: int = 0,
+        official_quirks: bool = False,
     ) -> None:
         super().__init__(encoder, img_size, num_frames, optim, schedule, compile, seed)
         self.save_hyperparameters()
         self.predictor = Predictor(embed_dim=self.encoder.embed_dim, **predictor)
-        if len(masks) > len(self.predictor.mask_tokens):
+        self.official_quirks = official_quirks
+        self.official_decay_rule = official_quirks
+        # The mask token of each group: g for group g (ours), or 0 for all (the official wrapper).
+        self.mask_token_ids = [0] * len(masks) if official_quirks else list(range(len(masks)))
+        if max(self.mask_token_ids, default=0) >= len(self.predictor.mask_tokens):
             raise ValueError(f"{len(masks)} mask groups need as many predictor mask tokens")
-        # Group g uses mask token g (as in V-JEPA 2); the other released tokens are kept for the
-        # checkpoint layout but frozen, so DDP sees no parameter without a gradient.
-        for token in list(self.predictor.mask_tokens)[len(masks) :]:
-            token.requires_grad_(False)
+        # Unused tokens are kept for the released checkpoint layout but frozen, so DDP sees no
+        # parameter without a gradient (official AdamW skips them too: they never get a gradient).
+        for i, token in enumerate(self.predictor.mask_tokens):
+            if i not in self.mask_token_ids:
+                token.requires_grad_(False)
         self.target_encoder = make_target(self.encoder)
         ema = {"start": 0.99925, "end": 0.99925, "ramp_steps": 0, **(ema or {})}
         self.ema_cfg = ema
@@ -62,7 +73,6 @@ class EchoJEPA(PretrainModule):
             self.grid_size, [MaskGroupConfig(**g) for g in masks], seed=seed
         )
         self.ema_updates = 0  # saved in checkpoints; equals the optimizer steps taken
-        self._flops_per_sample: float | None = None
 
     def trainable_modules(self) -> list[nn.Module]:
         return [self.encoder, self.predictor]
@@ -77,26 +87,32 @@ class EchoJEPA(PretrainModule):
         )
 
     # ----- the objective --------------------------------------------------------------------------
-    def jepa_loss(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
-        B = video.shape[0]
-        groups = self.mask_generator(B)
+    def jepa_loss(
+        self, video: torch.Tensor, groups: list | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """The loss on `video` with `groups` [(context idx [B, Nc], target idx [B, Nt]), ...], drawn from
+        the mask generator when None (given masks leave the generator's state untouched)."""
+        if groups is None:
+            groups = self.mask_generator(video.shape[0])
+        elif len(groups) != len(self.mask_token_ids):
+            raise ValueError(f"{len(groups)} mask groups given, the objective has {len(self.mask_token_ids)}")
         groups = [(c.to(video.device), t.to(video.device)) for c, t in groups]
         with torch.no_grad():
             h = self.target_encoder(video)  # [B, N, D]
             h = F.layer_norm(h, (h.shape[-1],))
         losses = []
-        for g, (ctx_idx, tgt_idx) in enumerate(groups):
+        for token, (ctx_idx, tgt_idx) in zip(self.mask_token_ids, groups):
             z = self.encoder(video, keep=ctx_idx)  # [B, Nc, D]
-            p = self.predictor(z, ctx_idx, tgt_idx, grid_size=self.grid_size, mask_token_id=g)  # [B, Nt, D]
+            p = self.predictor(z, ctx_idx, tgt_idx, self.grid_size, mask_token_id=token)  # [B, Nt, D]
             losses.append((p - gather_tokens(h, tgt_idx)).abs().mean())
         return torch.stack(losses).mean(), h, groups
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        video = batch["video"]  # [B, C, T, H, W]
-        loss, h, groups = self.jepa_loss(video)
-        if self._flops_per_sample is None:
-            self._flops_per_sample = self.flops_per_sample(groups)
-        self.log_common(loss, video.shape[0], self._flops_per_sample)
+        """`batch["video"]` [B, C, T, H, W]; an optional `batch["masks"]` (the groups of `jepa_loss`)
+        replaces this step's draw, as a V-JEPA mask collator would (used to replay a fixed trajectory)."""
+        video = batch["video"]
+        loss, h, groups = self.jepa_loss(video, batch.get("masks"))
+        self.log_common(loss, video.shape[0], self.flops_per_sample(groups))
         self.log("train/momentum", self.momentum(), on_step=True, on_epoch=False)
         if self.monitor_every and self.global_step % self.monitor_every == 0:
             self.log("monitor/target_spread", feature_spread(h), on_step=True, on_epoch=False)
@@ -129,10 +145,12 @@ class EchoJEPA(PretrainModule):
         return total
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["mask_generator"] = self.mask_generator.state_dict()
         checkpoint["ema_updates"] = self.ema_updates
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if "mask_generator" in checkpoint:
             self.mask_generator.load_state_dict(checkpoint["mask_generator"])
         self.ema_updates = int(checkpoint.get("ema_updates", 0))

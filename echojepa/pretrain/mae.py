@@ -6,8 +6,9 @@
       -> MSE against per-patch-normalised pixels of the masked patches
 
 Compute matching (see README): both objectives use the same encoder, data, clip sampling, batch size
-and number of optimizer steps; each logs its analytic training FLOPs per step
-(`train/gflops_per_step`), so the residual compute difference of the two objectives is visible.
+and number of optimizer steps; each logs its analytic training FLOPs of every step from that step's
+masks (`train/gflops_per_step`) and their running total (`train/gflops_total`), so the residual
+compute difference of the two objectives is visible.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ class EchoMAE(PretrainModule):
         self.decoder = MAEDecoder(self.encoder.embed_dim, self.patch_dim, **decoder)
         self.mask_ratio = mask_ratio
         self.mask_generator = TubeMaskGenerator(self.grid_size, ratio=mask_ratio, seed=seed)
-        self._flops_per_sample: float | None = None
 
     def trainable_modules(self) -> list[nn.Module]:
         return [self.encoder, self.decoder]
@@ -60,9 +60,7 @@ class EchoMAE(PretrainModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         video = batch["video"]
         loss, keep, masked = self.mae_loss(video)
-        if self._flops_per_sample is None:
-            self._flops_per_sample = self.flops_per_sample(keep.shape[1], masked.shape[1])
-        self.log_common(loss, video.shape[0], self._flops_per_sample)
+        self.log_common(loss, video.shape[0], self.flops_per_sample(keep.shape[1], masked.shape[1]))
         return loss
 
     def flops_per_sample(self, n_visible: int, n_masked: int) -> float:
@@ -76,8 +74,10 @@ class EchoMAE(PretrainModule):
         return 3 * (enc + dec)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["mask_generator"] = self.mask_generator.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if "mask_generator" in checkpoint:
             self.mask_generator.load_state_dict(checkpoint["mask_generator"])

@@ -1,7 +1,9 @@
 import math
 
 import lightning as L
+import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from echojepa.pretrain.build import build_module
 from echojepa.pretrain.data import build_datamodule
@@ -62,6 +64,23 @@ def test_context_encoder_never_receives_target_tokens(synth_world):
             assert not set(keep[b].tolist()) & set(tgt_idx[b].tolist())
 
 
+@pytest.mark.parametrize(("official_quirks", "tokens"), [(False, [0, 1]), (True, [0, 0])])
+def test_official_quirks_give_every_group_mask_token_zero(tmp_path, official_quirks, tokens):
+    module = build_module(tiny_cfg("jepa", tmp_path, **{"objective.official_quirks": official_quirks}))
+    used = []
+    original = module.predictor.forward
+
+    def spy(*args, mask_token_id=0, **kwargs):
+        used.append(mask_token_id)
+        return original(*args, mask_token_id=mask_token_id, **kwargs)
+
+    module.predictor.forward = spy
+    module.jepa_loss(torch.randn(2, 3, 8, 32, 32))
+    assert used == tokens
+    trainable = [i for i, t in enumerate(module.predictor.mask_tokens) if t.requires_grad]
+    assert trainable == sorted(set(tokens))  # unused tokens are frozen (no parameter without a gradient)
+
+
 def test_ema_updates_once_per_optimizer_step_under_accumulation(synth_world, tmp_path):
     cfg = tiny_cfg("jepa", synth_world)
     module, dm = build_module(cfg), build_datamodule(cfg)
@@ -80,3 +99,51 @@ def test_ema_updates_once_per_optimizer_step_under_accumulation(synth_world, tmp
     finally:
         jepa_mod.ema_update = real
     assert updates == [0, 1, 2]  # once per optimizer step (6 batches, accumulation 2, 3 steps), after it
+
+
+class MetricRecorder(L.Callback):
+    """The value of each named logged metric after every training batch."""
+
+    def __init__(self, *names: str) -> None:
+        self.values: dict[str, list[float]] = {n: [] for n in names}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for name, seen in self.values.items():
+            seen.append(float(trainer.callback_metrics[name]))
+
+
+def random_clips(n: int, batch: int = 2) -> DataLoader:
+    """n ready-made batches of tiny random clips (the FLOPs depend on the masks only)."""
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(
+        [{"video": torch.randn(batch, 3, 8, 32, 32, generator=g)} for _ in range(n)], batch_size=None
+    )
+
+
+def expected_gflops(cfg: dict, steps: int, batch: int = 2) -> list[float]:
+    """Each step's GFLOPs from the run's own mask draws, replayed by a fresh generator (same seed)."""
+    module = build_module(cfg)
+    return [module.flops_per_sample(module.mask_generator(batch)) * batch / 1e9 for _ in range(steps)]
+
+
+def test_gflops_per_step_follow_each_steps_masks_and_add_up_to_the_total(tmp_path):
+    cfg = tiny_cfg("jepa", tmp_path)
+    module = build_module(cfg)
+    rec = MetricRecorder("train/gflops_per_step", "train/gflops_total")
+    trainer(6, tmp_path, [rec]).fit(module, random_clips(6))
+    expected = expected_gflops(cfg, 6)
+    assert len(set(expected)) > 1  # the mask draws differ in size, and so does the compute
+    assert rec.values["train/gflops_per_step"] == pytest.approx(expected)
+    running = [sum(expected[: i + 1]) for i in range(6)]
+    assert rec.values["train/gflops_total"] == pytest.approx(running)
+    assert module.gflops_total == pytest.approx(running[-1])
+
+
+def test_gflops_total_continues_across_a_resume(tmp_path):
+    cfg = tiny_cfg("jepa", tmp_path)
+    run = trainer(3, tmp_path)
+    run.fit(build_module(cfg), random_clips(6))
+    run.save_checkpoint(tmp_path / "step3.ckpt", weights_only=False)
+    resumed = build_module(cfg)
+    trainer(6, tmp_path).fit(resumed, random_clips(6), ckpt_path=tmp_path / "step3.ckpt", weights_only=True)
+    assert resumed.gflops_total == pytest.approx(sum(expected_gflops(cfg, 6)))

@@ -47,3 +47,11 @@ def test_scheduler_drives_optimizer_lr():
 def test_unknown_schedule_kind_is_refused():
     with pytest.raises(ValueError, match="warmup_constant"):
         lr_at(0, ScheduleConfig(kind="linear_forever"))
+
+
+def test_official_rule_decays_mask_tokens_but_not_biases_or_1d_parameters():
+    m = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    m.mask_token = nn.Parameter(torch.zeros(1, 1, 4))
+    decay, no_decay = param_groups([m], weight_decay=0.04, official_rule=True)
+    assert {tuple(p.shape) for p in decay["params"]} == {(4, 4), (1, 1, 4)}
+    assert len(no_decay["params"]) == 3  # linear bias, norm weight + bias
