@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from echojepa.data.datasets import READERS, DatasetError
+from echojepa.io.atomic import atomic_write
 from echojepa.synth.config import preset_names
 
 
@@ -67,8 +69,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> int:
-    print(f"echojepa-data: {message}", file=sys.stderr)
+    print(f"echojepa-data: {' '.join(message.split())}", file=sys.stderr)
     return 2
+
+
+def _os_error(e: OSError, path: Path) -> str:
+    """One line for a failed write: the file it concerns and the system's reason."""
+    return f"{e.filename or path}: {e.strerror or e}"
+
+
+def _unwritable(path: Path, *, folder: bool) -> str | None:
+    """Why ``path`` (a folder to fill, or a file to write) cannot be written; None when it can.
+
+    Checked before any work starts, and creates nothing: a refused run leaves no folder behind.
+    """
+    if path.exists() and folder != path.is_dir():
+        return f"{path}: exists and is not a folder" if folder else f"{path}: is a folder, not a file"
+    target = path if folder and path.exists() else path.parent
+    while not target.exists():  # the nearest existing ancestor is where the folders get created
+        target = target.parent
+    if not target.is_dir():
+        return f"{path}: cannot be created, {target} is not a folder"
+    if not os.access(target, os.W_OK | os.X_OK):
+        return f"{path}: no permission to write in {target}"
+    return None
 
 
 def _synth(args: argparse.Namespace, console: Console) -> int:
@@ -76,7 +100,15 @@ def _synth(args: argparse.Namespace, console: Console) -> int:
         from echojepa.synth import generate
     except ImportError as e:
         return _fail(f"EchoSynth is not available: {e}")
-    summary = generate(args.out, args.preset, seed=args.seed, preview=args.preview, progress=True)
+    problem = _unwritable(args.out, folder=True)
+    if problem is None and args.preview is not None:
+        problem = _unwritable(args.preview, folder=False)
+    if problem:
+        return _fail(problem)
+    try:
+        summary = generate(args.out, args.preset, seed=args.seed, preview=args.preview, progress=True)
+    except OSError as e:  # disk full, permissions changed mid-run: the world has no manifest
+        return _fail(_os_error(e, args.out))
     console.print(f"wrote {escape(str(args.out))} (preset {args.preset}, seed {args.seed})")
     console.print_json(json.dumps(summary, default=str))
     return 0
@@ -146,9 +178,10 @@ def write_preview(path: Path, out: Path, *, frames: int = 8, size: int = 112) ->
         ax.set_title(f"frame {int(index)}", fontsize=7)
         ax.axis("off")
     fig.suptitle(f"{info.kind}, {info.fps:.1f} fps, {size} px", fontsize=8)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -156,14 +189,20 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
     from echojepa.io import probe
     from echojepa.io.types import VideoReadError
 
-    if not args.file.is_file():
+    if not args.file.exists():
         return _fail(f"{args.file}: file not found")
+    if not args.file.is_file():
+        return _fail(f"{args.file}: not a file")
+    if args.preview is not None and (problem := _unwritable(args.preview, folder=False)):
+        return _fail(problem)
     try:
         info = probe(args.file)
         if args.preview is not None:
             write_preview(args.file, args.preview, frames=args.preview_frames, size=args.preview_size)
     except (VideoReadError, ValueError) as e:
         return _fail(str(e))
+    except OSError as e:
+        return _fail(_os_error(e, args.preview or args.file))
     if args.json:
         print(json.dumps(info.to_json()))
         return 0

@@ -142,3 +142,65 @@ def test_synth_calls_generate_with_the_arguments(tmp_path: Path, monkeypatch, ca
     assert main(["synth", "--out", str(tmp_path / "w"), "--preset", "tiny", "--seed", "7"]) == 0
     assert calls == [(tmp_path / "w", "tiny", 7, None, True)]
     assert '"videos": 3' in capsys.readouterr().out
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture
+def no_generate(monkeypatch):
+    """generate() must not start: a refused `synth` is decided before any work."""
+    import echojepa.synth
+
+    monkeypatch.setattr(
+        echojepa.synth, "generate", lambda *a, **k: pytest.fail("generate ran"), raising=False
+    )
+
+
+def test_synth_out_on_an_existing_file_is_one_line_and_exit_2(tmp_path: Path, capsys, no_generate) -> None:
+    out = tmp_path / "world"
+    out.write_text("not a folder")
+    assert main(["synth", "--out", str(out), "--preset", "tiny"]) == 2
+    line = _one_line(capsys)
+    assert str(out) in line and "not a folder" in line
+
+
+def test_synth_out_on_an_unwritable_path_creates_nothing(tmp_path: Path, capsys, no_generate) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main(["synth", "--out", str(blocker / "sub" / "world"), "--preset", "tiny"]) == 2
+    line = _one_line(capsys)
+    assert str(blocker / "sub" / "world") in line and "not a folder" in line
+    preview = blocker / "sheet.png"
+    assert main(["synth", "--out", str(tmp_path / "w"), "--preset", "tiny", "--preview", str(preview)]) == 2
+    assert str(preview) in _one_line(capsys)
+    assert not (tmp_path / "w").exists()  # a refused run leaves no folder behind
+
+
+def test_synth_write_failure_mid_run_is_one_line_naming_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    import echojepa.synth
+
+    def disk_full(out, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(out / "mimic_iv_echo" / "x.dcm"))
+
+    monkeypatch.setattr(echojepa.synth, "generate", disk_full, raising=False)
+    assert main(["synth", "--out", str(tmp_path / "w"), "--preset", "tiny"]) == 2
+    line = _one_line(capsys)
+    assert "x.dcm" in line and "No space left on device" in line
+
+
+def test_inspect_preview_to_an_unwritable_path_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    from echojepa.io.video import write_video
+
+    path = tmp_path / "clip.avi"
+    write_video(path, _frames(6, 32), 30.0)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    for preview in (blocker / "p.png", tmp_path):  # under a file; a folder
+        assert main(["inspect", str(path), "--preview", str(preview)]) == 2
+        assert str(preview) in _one_line(capsys)
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert "not a file" in _one_line(capsys)
