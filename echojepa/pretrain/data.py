@@ -12,18 +12,15 @@ log = logging.getLogger(__name__)
 
 
 def ensure_synthetic(data_cfg: dict[str, Any]) -> None:
-    """Write the EchoSynth world that `data.root` points into, when the config asks for one."""
+    """Write the EchoSynth world that `data.root` points into, when the config asks for one and it is
+    missing or half-written (no manifest.json: an earlier write was interrupted)."""
     synth = data_cfg.get("synth")
-    root = Path(data_cfg["root"])
-    if not synth or root.exists():
+    if not synth:
         return
-    from echojepa.synth import generate
+    from echojepa.synth.ensure import ensure_world
 
-    world = root.parent
-    log.info(
-        "writing the synthetic echo world (preset %s, seed %s) to %s", synth["preset"], synth["seed"], world
-    )
-    generate(world, synth["preset"], seed=synth["seed"])
+    root = Path(data_cfg["root"])
+    ensure_world(root.parent, synth["preset"], synth["seed"])
     if not root.exists():
         raise FileNotFoundError(f"{root}: the synthetic world was written but this dataset folder is missing")
 
