@@ -187,6 +187,16 @@ class Study:
             curves[name] = ([m.step for m in hist], [m.value for m in hist])
         return curves
 
+    def pretrain_gflops(self) -> dict[str, float]:
+        """Each objective's measured training compute (`gflops_total` in its run's summary.json)."""
+        totals = {}
+        for objective in self.cfg["pretrain"]:
+            path = self.pretrain_dir(objective) / "summary.json"
+            total = json.loads(path.read_text()).get("gflops_total") if path.exists() else None
+            if total is not None:
+                totals[objective] = total
+        return totals
+
     def attention_examples(self, bundle: Path) -> dict[str, Path]:
         """Attention maps of the bundled model on a few test clips (an A4C AVI and MIMIC DICOMs)."""
         from echojepa.predict import Predictor
@@ -214,6 +224,7 @@ class Study:
             out,
             title=f"EchoJEPA suite — {self.cfg['name']} study (synthetic world)",
             pretrain_curves=self.pretrain_curves(),
+            pretrain_gflops=self.pretrain_gflops(),
             extra_figures=extra,
         )
         print_tables(self.store, console=self.console)

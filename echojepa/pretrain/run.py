@@ -103,6 +103,7 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "elapsed_s": round(elapsed, 2),
         "clips_per_s": throughput.clips_per_s(),
         "gflops_per_step": metrics.get("train/gflops_per_step"),
+        "gflops_total": module.gflops_total,
         "final_loss": metrics.get("train/loss_epoch", metrics.get("train/loss_step")),
         "config_hash": config_hash(cfg),
         "run_dir": str(run_dir),

@@ -240,11 +240,14 @@ def build_report(
     extra_figures: Mapping[str, Path | str] | None = None,
     pretrain_curves: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
     missing_predictions: str = "error",
+    pretrain_gflops: Mapping[str, float] | None = None,
 ) -> dict:
     """Write out/report.md, out/report.html and out/figures/*.png from the results store.
 
     extra_figures: caption -> an existing PNG (e.g. an attention map) copied in and embedded.
     pretrain_curves: objective name -> (steps, losses), drawn as one figure.
+    pretrain_gflops: objective name -> the run's measured training compute in GFLOP (its logged
+    `train/gflops_total`), printed in the summary beside the compute-matched comparison.
     missing_predictions: "error" (default) stops when a record names a predictions CSV that does not
     exist; "skip" leaves that figure out and lists it in the summary.
     Returns {"markdown", "html", "figures": [paths], "complete": bool, "tables": {key: {"title",
@@ -271,6 +274,9 @@ def build_report(
         _copy_extra(extra_figures, figs)
 
     summary = _summary_lines(tables, len(rs.records), rs.superseded, skipped)
+    if pretrain_gflops:
+        totals = ", ".join(f"{name} {gflops:,.1f} GFLOP" for name, gflops in pretrain_gflops.items())
+        summary.append(f"Pretraining compute (analytic FLOPs summed over every step's masks): {totals}.")
     md_path, html_path = out / "report.md", out / "report.html"
     atomic_write_text(md_path, _markdown(title, summary, tables, figs, out))
     atomic_write_text(html_path, _html(title, summary, tables, figs))

@@ -110,6 +110,15 @@ def test_incomplete_store_reports_missing_cells(tmp_path: Path) -> None:
     assert "Missing cells: 1" in md and "No results for this table yet" in md
 
 
+def test_summary_prints_each_objectives_measured_pretraining_flops(tmp_path: Path) -> None:
+    write_record(tmp_path / "s", make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0}))
+    gflops = {"jepa": 1445.1, "mae": 621.9}
+    result = build_report(tmp_path / "s", tmp_path / "out", "t", pretrain_gflops=gflops)
+    md = result["markdown"].read_text()
+    assert "jepa 1,445.1 GFLOP, mae 621.9 GFLOP" in md
+    assert "jepa 1,445.1 GFLOP" in result["html"].read_text()
+
+
 def test_a_missing_predictions_csv_stops_the_report_or_is_skipped_and_listed(tmp_path: Path) -> None:
     record = make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0}, predictions_csv="gone.csv")
     write_record(tmp_path / "s", record)
