@@ -2,11 +2,15 @@
 
 `check_dataset` reads the index with `on_error="skip"` so that every problem is collected rather than
 the first one raised, then checks what a reader cannot: each file probes and its first and last frames
-decode, no file is listed twice, no patient sits in two splits, views are known.
+decode, no file is listed twice, no patient sits in two splits, views are known, ESV <= EDV, and a
+listing table has rows. A row the reader skipped for its labels still has its file checked, so a
+missing or broken file is not hidden behind a label error.
 """
 
 from __future__ import annotations
 
+import csv
+import inspect
 import json
 import math
 from collections import Counter, defaultdict
@@ -15,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from echojepa.data.datasets import NOT_A_CINE, DatasetError, label_problem, read_index
+from echojepa.data.datasets import NOT_A_CINE, READERS, DatasetError, label_problem, read_index
 from echojepa.data.index import SPLITS, DatasetIndex, Record
 
 # EchoPrime's 11 and EchoJEPA's 13 coarse views, plus common short names; compared case-insensitively.
@@ -115,6 +119,9 @@ def _record_problems(index: DatasetIndex, known_views: set[str] | None) -> list[
             reason = label_problem(name, value)
             if reason:
                 problems.append((path, reason))
+        esv, edv = r.labels.get("esv"), r.labels.get("edv")
+        if isinstance(esv, float) and isinstance(edv, float) and esv > edv:
+            problems.append((path, f"label esv={esv:g} is larger than edv={edv:g} (ESV must be <= EDV)"))
         if r.view is not None and known_views is not None and r.view.lower() not in known_views:
             problems.append((path, f"unknown view {r.view!r}"))
         if seen[key] > 1:
@@ -123,6 +130,26 @@ def _record_problems(index: DatasetIndex, known_views: set[str] | None) -> list[
         if len(splits) > 1:
             problems.append((path, f"patient {r.patient} is in several splits {splits}"))
     return problems
+
+
+def _listing_tables(format: str, index: DatasetIndex, options: dict) -> list[Path]:
+    """The tables that list a dataset's files (one per view for EchoNet-Pediatric)."""
+    root = Path(index.root)
+    if format == "echonet_pediatric":
+        views = options.get("views", inspect.signature(READERS[format]).parameters["views"].default)
+        return [root / v / "FileList.csv" for v in ([views] if isinstance(views, str) else views)]
+    return {
+        "echonet_dynamic": [root / "FileList.csv"],
+        "mimic": [root / "echo-record-list.csv"],
+        "csv": [root],  # the csv reader's root is the table itself
+    }.get(format, [])
+
+
+def _has_rows(table: Path) -> bool:
+    with table.open(newline="", encoding="utf-8-sig") as f:  # the reader decoded it already
+        rows = csv.reader(f)
+        next(rows, None)  # the header
+        return any(any(cell.strip() for cell in row) for row in rows)  # stops at the first row
 
 
 def decode_problem(path: Path) -> str | None:
@@ -171,15 +198,24 @@ def check_dataset(
         report.counts = {s: 0 for s in SPLITS}
         return report
 
+    for table in _listing_tables(format, index, options):
+        if table.is_file() and not _has_rows(table):
+            report.problems.append((str(table), "the table has a header and no rows: it lists no files"))
     for file, reason in index.skipped:
         (report.excluded if reason.startswith(NOT_A_CINE) else report.problems).append((file, reason))
     views = {v.lower() for v in known_views} if known_views is not None else None
     report.problems.extend(_record_problems(index, views))
+    # rows the reader skipped (a bad label, a leak) stopped before their file was looked at: look now
+    missing = {f for f, reason in report.problems if reason.endswith("the file is missing")}
+    skipped = [Path(f) for f, r in index.skipped if not r.startswith(NOT_A_CINE) and f not in missing]
+    skipped = list(dict.fromkeys(skipped))
+    report.problems.extend((str(p), "the file is missing") for p in skipped if not p.is_file())
     if decode:
-        paths = list(dict.fromkeys(r.path for r in index.records))
+        paths = list(dict.fromkeys([r.path for r in index.records] + [p for p in skipped if p.is_file()]))
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             reasons = list(pool.map(decode_problem, paths))
         report.problems.extend((str(p), reason) for p, reason in zip(paths, reasons) if reason)
+    report.problems = list(dict.fromkeys(report.problems))  # a probe failure the reader already named
     report.counts = index.counts()
     report.label_stats, report.class_counts = _label_summary(index.records)
     return report

@@ -76,13 +76,17 @@ def _read_table(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     """Rows of a CSV file as dicts; a missing file or column is a structural error (always raised)."""
     if not path.is_file():
         raise DatasetError(path, "file not found")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise DatasetError(path, f"missing column(s) {missing}; found {columns}")
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in columns]
+            if missing:
+                raise DatasetError(path, f"missing column(s) {missing}; found {columns}")
+            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except UnicodeDecodeError as e:  # the codec's message names no file
+        bad = e.object[e.start : e.start + 1].hex()
+        raise DatasetError(path, f"not UTF-8 text (undecodable byte 0x{bad}); save it as UTF-8") from None
 
 
 def _number(text: str, name: str) -> float | None:

@@ -123,3 +123,43 @@ def test_echosynth_datasets_pass_the_check(synth_root: Path, fmt: str, folder: s
     assert sum(report.counts.values()) > 0 and report.label_stats["ef"].n > 0
     if fmt == "mimic":
         assert report.excluded and report.label_stats["rvsp"].n > 0
+
+
+def test_a_listing_with_a_header_and_no_rows_is_a_problem_naming_it(
+    dynamic_root: Path, dynamic_filelist, tmp_path: Path, table
+) -> None:
+    dynamic_filelist([])
+    report = check_dataset("echonet_dynamic", dynamic_root)
+    assert report.problems == [(str(dynamic_root / "FileList.csv"), report.problems[0][1])]
+    assert "no rows" in report.problems[0][1]
+    index = table(tmp_path / "csv" / "index.csv", ["path", "label"], [])
+    assert [f for f, _ in check_dataset("csv", index.parent).problems] == [str(index)]
+
+
+def test_a_listing_that_is_not_utf8_is_a_problem_naming_it(dynamic_root: Path) -> None:
+    listing = dynamic_root / "FileList.csv"
+    text = listing.read_text().replace("0X3,70.0", "0X3,7\u00e9")  # a Latin-1 editor's stray character
+    listing.write_bytes(text.encode("latin-1"))
+    report = check_dataset("echonet_dynamic", dynamic_root)
+    assert [f for f, _ in report.problems] == [str(listing)]
+    assert "not UTF-8" in report.problems[0][1] and "0xe9" in report.problems[0][1]
+
+
+def test_esv_larger_than_edv_is_a_problem(dynamic_root: Path, dynamic_filelist) -> None:
+    dynamic_filelist([_row("0X1"), ["0X2", 60.0, 55.0, 50.0, 16, 16, 25, 3, "TRAIN"]])
+    report = check_dataset("echonet_dynamic", dynamic_root, decode=False)
+    assert [(Path(f).name, "esv=55" in r and "edv=50" in r) for f, r in report.problems] == [
+        ("0X2.avi", True)
+    ]
+
+
+def test_file_problems_are_not_hidden_behind_label_problems(dynamic_root: Path, dynamic_filelist) -> None:
+    dynamic_filelist([_row("0X1"), _row("0X2", ef=140.0), _row("0X3", split="holdout")])
+    (dynamic_root / "Videos" / "0X2.avi").unlink()
+    (dynamic_root / "Videos" / "0X3.avi").write_bytes(b"RIFF not really an avi")
+    reasons: dict[str, list[str]] = {}
+    for f, r in check_dataset("echonet_dynamic", dynamic_root).problems:
+        reasons.setdefault(Path(f).name, []).append(r)
+    assert sorted(reasons) == ["0X2.avi", "0X3.avi"]
+    assert "outside the range" in reasons["0X2.avi"][0] and reasons["0X2.avi"][1] == "the file is missing"
+    assert "unknown split" in reasons["0X3.avi"][0] and len(reasons["0X3.avi"]) == 2  # and undecodable
