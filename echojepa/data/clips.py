@@ -8,7 +8,9 @@ Short videos (fewer frames than one span) are padded by repeating the last frame
 reference loader zero-pads instead; we repeat because a black frame is far out of distribution (after
 normalisation it becomes a large constant, and for latent prediction it is a trivially predictable target),
 whereas a held last frame looks like a paused cine and keeps the sector, speckle and anatomy in every
-frame. It also means only real frames are ever decoded.
+frame. It also means only real frames are ever decoded. A model trained on zero padding (EchoPrime) asks for
+`pad="zero"`: the indices stay the same and `padded_positions` tells the loader which frames to zero
+after normalisation.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 
 ClipMode = Literal["random", "center", "all"]
 CLIP_MODES: tuple[str, ...] = ("random", "center", "all")
+CLIP_STARTS: tuple[str, ...] = ("spread", "first")
+CLIP_PADS: tuple[str, ...] = ("repeat", "zero")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,11 @@ class ClipSpec:
 
     `all_stride` (an extension) is the distance in source frames between consecutive clip starts in
     mode "all"; None means non-overlapping windows (stride = span).
+    `start`: "spread" places the clips over the whole video (see sample_clip_indices); "first" starts
+    the first clip at frame 0 and the others right after it, whatever the mode (a model that always
+    saw the beginning of the video). `pad`: what fills a clip past the last frame ("repeat" the last
+    frame, or "zero" frames; see the module docstring). `all_clips`: in mode "all", this many windows
+    instead of every window (a model evaluated with a fixed number of test clips).
     """
 
     frames: int = 16
@@ -35,6 +44,9 @@ class ClipSpec:
     target_fps: float | None = None
     segments: int = 1
     all_stride: int | None = None
+    start: str = "spread"
+    pad: str = "repeat"
+    all_clips: int | None = None
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -49,6 +61,12 @@ class ClipSpec:
             raise ValueError(f"ClipSpec.target_fps must be > 0, got {self.target_fps}")
         if self.all_stride is not None and self.all_stride < 1:
             raise ValueError(f"ClipSpec.all_stride must be >= 1, got {self.all_stride}")
+        if self.start not in CLIP_STARTS:
+            raise ValueError(f"ClipSpec.start must be one of {CLIP_STARTS}, got {self.start!r}")
+        if self.pad not in CLIP_PADS:
+            raise ValueError(f"ClipSpec.pad must be one of {CLIP_PADS}, got {self.pad!r}")
+        if self.all_clips is not None and self.all_clips < 1:
+            raise ValueError(f"ClipSpec.all_clips must be >= 1, got {self.all_clips}")
 
     def step(self, fps: float | None) -> int:
         """Source-frame step between consecutive clip frames for a video recorded at `fps`."""
@@ -90,6 +108,11 @@ def _all_starts(max_start: int, stride: int) -> np.ndarray:
     return np.asarray(starts, dtype=np.int64)
 
 
+def _first_starts(max_start: int, count: int, span: int) -> np.ndarray:
+    # From frame 0, each clip right after the previous one, held at the last valid start.
+    return np.minimum(np.arange(count, dtype=np.int64) * span, max_start)
+
+
 def sample_clip_indices(
     n_frames: int,
     fps: float | None,
@@ -103,6 +126,9 @@ def sample_clip_indices(
     (needs `rng`; deterministic given it). "center": the same segments, each clip centred in its
     segment. "all": every window start 0, stride, 2*stride, ... plus one flush with the end, so the
     clips together cover the whole video (test-time "all clips" averaging); S varies per video.
+    With `spec.all_clips` = K, mode "all" takes K windows instead (centred in K equal segments;
+    repeated starts of a short video are taken once). With `spec.start` "first", clips start at
+    frame 0 in every mode (see ClipSpec).
     Videos shorter than one span give clips padded with the last frame (see module docstring).
     """
     if mode not in CLIP_MODES:
@@ -114,8 +140,27 @@ def sample_clip_indices(
     step = spec.step(fps)
     span = spec.span(fps)
     max_start = max(0, n_frames - span)
-    if mode == "all":
+    if mode == "all" and spec.all_clips is not None:
+        if spec.start == "first":
+            starts = np.unique(_first_starts(max_start, spec.all_clips, span))
+        else:
+            starts = np.unique(_segment_starts(max_start, spec.all_clips, "center", None))
+    elif mode == "all":
         starts = _all_starts(max_start, spec.all_stride or span)
+    elif spec.start == "first":
+        starts = _first_starts(max_start, spec.segments, span)
     else:
         starts = _segment_starts(max_start, spec.segments, mode, rng)
     return np.stack([_window(int(s), spec.frames, step, n_frames) for s in starts])
+
+
+def padded_positions(clips: np.ndarray, n_frames: int, fps: float | None, spec: ClipSpec) -> np.ndarray:
+    """`[S, T]` bool: which clip positions of `sample_clip_indices(n_frames, fps, spec, ...)` lie past
+    the video's last frame (they hold a repeat of it). With `spec.pad == "zero"` the loader zeroes
+    them after normalisation; all False otherwise."""
+    clips = np.asarray(clips)
+    if spec.pad != "zero":
+        return np.zeros(clips.shape, dtype=bool)
+    # The first index of a window is its unclamped start; the rest follow at the spec's step.
+    wanted = clips[:, :1] + spec.step(fps) * np.arange(clips.shape[1], dtype=np.int64)
+    return wanted >= n_frames

@@ -24,6 +24,7 @@ import echojepa.io as eio
 from echojepa.data.clips import CLIP_MODES, ClipMode, ClipSpec, sample_clip_indices
 from echojepa.data.degrade import Degradation
 from echojepa.data.index import Record
+from echojepa.data.preprocess import zero_padding
 from echojepa.data.transforms import VideoTransform, split_normalize, to_tensor_video
 from echojepa.io.types import VideoReadError
 
@@ -129,6 +130,7 @@ class VideoClipDataset(Dataset):
         pos = torch.from_numpy(np.searchsorted(unique, clips))  # [S, T] positions into the unique frames
         c, _, h, w = video.shape
         clip_video = video[:, pos.reshape(-1)].reshape(c, *pos.shape, h, w).transpose(0, 1)  # [S, C, T, H, W]
+        clip_video = zero_padding(clip_video, clips, n_frames, fps, self.spec)  # spec.pad "zero" only
         return {
             "video": clip_video.contiguous(),
             "labels": self._labels(record),

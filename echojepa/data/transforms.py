@@ -63,12 +63,18 @@ def _need_generator(generator: torch.Generator | None, name: str) -> torch.Gener
     return generator
 
 
-def _resize(video: Tensor, mask: Mask, hw: tuple[int, int], interpolation: str) -> tuple[Tensor, Mask]:
+def _resize(
+    video: Tensor, mask: Mask, hw: tuple[int, int], interpolation: str, antialias: bool | None = None
+) -> tuple[Tensor, Mask]:
     if tuple(video.shape[-2:]) == hw:
         return video, mask
     frames = video.transpose(0, 1)  # [T, C, H, W]: frames act as the batch
-    antialias = interpolation in ("bilinear", "bicubic")
-    out = F.interpolate(frames, size=hw, mode=interpolation, align_corners=False, antialias=antialias)
+    if interpolation in ("bilinear", "bicubic"):
+        # None: antialias on (our default); False reproduces OpenCV's resize, which never antialiases
+        smooth = True if antialias is None else bool(antialias)
+        out = F.interpolate(frames, size=hw, mode=interpolation, align_corners=False, antialias=smooth)
+    else:  # "area" (pixel averaging, as OpenCV's INTER_AREA when shrinking), "nearest"
+        out = F.interpolate(frames, size=hw, mode=interpolation)
     if interpolation == "bicubic":
         out = out.clamp_(0.0, 1.0)  # bicubic overshoots at sharp edges (sector border)
     if mask is not None:
@@ -84,11 +90,16 @@ def _crop(video: Tensor, mask: Mask, top: int, left: int, h: int, w: int) -> tup
 
 
 class Resize:
-    """Resize every frame. An int resizes the shorter side (keeping aspect); (h, w) is exact."""
+    """Resize every frame. An int resizes the shorter side (keeping aspect); (h, w) is exact.
+    `antialias` (bilinear/bicubic only): None keeps the default (on); False matches OpenCV."""
 
-    def __init__(self, size: int | Sequence[int], interpolation: str = "bilinear") -> None:
+    def __init__(
+        self, size: int | Sequence[int], interpolation: str = "bilinear", antialias: bool | None = None
+    ) -> None:
         self.size = size
         self.interpolation = interpolation
+        if antialias is not None:  # only set when asked, so default transforms describe as before
+            self.antialias = bool(antialias)
 
     def __call__(
         self, video: Tensor, mask: Mask = None, generator: torch.Generator | None = None
@@ -100,7 +111,7 @@ class Resize:
             hw = (max(1, round(h * scale)), max(1, round(w * scale)))
         else:
             hw = _pair(self.size)
-        return _resize(video, mask, hw, self.interpolation)
+        return _resize(video, mask, hw, self.interpolation, getattr(self, "antialias", None))
 
 
 class CenterCrop:
@@ -118,6 +129,79 @@ class CenterCrop:
         if ch > h or cw > w:
             raise ValueError(f"CenterCrop {self.size} is larger than the frame {(h, w)}: resize first")
         return _crop(video, mask, (h - ch) // 2, (w - cw) // 2, ch, cw)
+
+
+class CenterSquareCrop:
+    """Crop the longer side to the shorter one, centred, with EchoPrime's arithmetic
+    (``utils.crop_and_scale``): ``round((long - short) / 2)`` (Python rounding) off each end, so an
+    odd difference can leave the frame one pixel off square, as upstream. A margin that rounds to
+    zero crops nothing (upstream's ``img[p:-p]`` would then be empty)."""
+
+    def __call__(
+        self, video: Tensor, mask: Mask = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Mask]:
+        _check_video(video, mask)
+        h, w = video.shape[-2:]
+        pad = int(round(abs(w - h) / 2))
+        if pad == 0:
+            return video, mask
+        if w > h:
+            return _crop(video, mask, 0, pad, h, w - 2 * pad)
+        return _crop(video, mask, pad, 0, h - 2 * pad, w)
+
+
+class ZoomCrop:
+    """Cut ``int(size * fraction)`` pixels off each side (EchoPrime's ``zoom=0.1``), per axis."""
+
+    def __init__(self, fraction: float) -> None:
+        if not 0 <= fraction < 0.5:
+            raise ValueError(f"ZoomCrop fraction must be in [0, 0.5), got {fraction}")
+        self.fraction = float(fraction)
+
+    def __call__(
+        self, video: Tensor, mask: Mask = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Mask]:
+        _check_video(video, mask)
+        h, w = video.shape[-2:]
+        dy, dx = int(h * self.fraction), int(w * self.fraction)
+        return _crop(video, mask, dy, dx, h - 2 * dy, w - 2 * dx)
+
+
+class MaskOutsideSector:
+    """Zero every pixel outside the sector mask (a no-op when the reader gave no mask)."""
+
+    def __call__(
+        self, video: Tensor, mask: Mask = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Mask]:
+        _check_video(video, mask)
+        if mask is None:
+            return video, mask
+        return video * mask.to(video.dtype), mask
+
+
+class QuantizeLevels:
+    """Round 0-1 intensities to ``levels`` steps: what a resize on uint8 frames (OpenCV) returns."""
+
+    def __init__(self, levels: int = 255) -> None:
+        if levels < 1:
+            raise ValueError(f"QuantizeLevels needs levels >= 1, got {levels}")
+        self.levels = int(levels)
+
+    def __call__(
+        self, video: Tensor, mask: Mask = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Mask]:
+        _check_video(video, mask)
+        return (video * self.levels).round().clamp(0, self.levels) / self.levels, mask
+
+
+class ReverseChannels:
+    """RGB -> BGR (and back): for weights trained on frames an OpenCV loader left in BGR order."""
+
+    def __call__(
+        self, video: Tensor, mask: Mask = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Mask]:
+        _check_video(video, mask)
+        return video.flip(0), mask
 
 
 class RandomResizedCrop:

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import pickle
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,28 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from echojepa.data.preprocess import Preprocess, preprocess_from_config
 from echojepa.models.checkpoint import (
-    load_reference_checkpoint,
+    CheckpointMismatchError,
     load_state_dict_strict,
     strip_prefixes,
 )
+from echojepa.models.external import PANECHO_CLIP_LEN, PanEchoVideoEncoder, echoprime_encoder
 from echojepa.models.presets import MODEL_PRESETS, build_encoder
 from echojepa.models.vit import VisionTransformer
 from echojepa.paths import CONF_DIR
+from echojepa.probe.errors import ProbeInputError
+
+__all__ = [
+    "BACKBONE_KINDS",
+    "Backbone",
+    "BackboneError",
+    "BackboneMismatchError",
+    "Preprocess",
+    "build_backbone",
+    "load_backbone_config",
+    "preprocess_from_config",
+]
 
 BACKBONE_CONF_DIR = CONF_DIR / "backbone"
 VECTOR_FEATURES = ("mean", "log_std", "log_amplitude", "frequency", "log_motion", "log_range")
@@ -44,56 +57,56 @@ BACKBONE_KINDS = ("checkpoint", "vjepa2", "random", "pixel_stats", "echoprime", 
 _NON_IDENTITY_KEYS = ("name", "checkpoint", "weights", "allow_random")
 
 
-# ----- preprocessing contract -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Preprocess:
-    """What a backbone expects: 0-1 RGB clips of ``num_frames`` at ``img_size`` px, taken every
-    ``frame_step`` source frames (or resampled to ``target_fps``), normalised with ``mean``/``std``;
-    ``segments`` clips per video."""
-
-    img_size: int
-    num_frames: int
-    frame_step: int | None
-    target_fps: float | None
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    segments: int = 1
-
-    def __post_init__(self) -> None:
-        if self.img_size < 1 or self.num_frames < 1 or self.segments < 1:
-            raise ValueError(f"Preprocess needs positive img_size/num_frames/segments, got {self}")
-        if self.frame_step is None and self.target_fps is None:
-            raise ValueError("Preprocess needs a frame_step or a target_fps")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise ValueError(f"Preprocess needs 3 means and 3 positive stds, got {self.mean} / {self.std}")
+# ----- user errors ----------------------------------------------------------------------------------------
+class BackboneError(ProbeInputError):
+    """A backbone cannot be built from its config or weights file. The message is one line naming the
+    file (or the config key) and the reason; ``echojepa-probe`` prints it as is and exits 2."""
 
 
-def preprocess_from_config(
-    cfg: Mapping[str, Any], img_size: int | None = None, num_frames: int | None = None
-) -> Preprocess:
-    """A Preprocess from a config mapping. ``value_scale`` (e.g. 255) says mean/std are given on a
-    0-value_scale intensity scale (how EchoPrime publishes them); they are converted to 0-1.
-    ``img_size``/``num_frames`` fill in keys that are missing or null (a ViT preset's clip size)."""
-    known = {"img_size", "num_frames", "frame_step", "target_fps", "mean", "std", "segments", "value_scale"}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"preprocess: unknown keys {unknown}; accepted: {sorted(known)}")
-    scale = float(cfg.get("value_scale") or 1.0)
-    size = cfg.get("img_size") if cfg.get("img_size") is not None else img_size
-    frames = cfg.get("num_frames") if cfg.get("num_frames") is not None else num_frames
-    missing = [k for k, v in (("img_size", size), ("num_frames", frames)) if v is None]
-    missing += [k for k in ("mean", "std") if cfg.get(k) is None]
-    if missing:
-        raise ValueError(f"preprocess: missing {missing}")
-    return Preprocess(
-        img_size=int(size),  # type: ignore[arg-type]
-        num_frames=int(frames),  # type: ignore[arg-type]
-        frame_step=None if cfg.get("frame_step") is None else int(cfg["frame_step"]),
-        target_fps=None if cfg.get("target_fps") is None else float(cfg["target_fps"]),
-        mean=tuple(float(m) / scale for m in cfg["mean"]),  # type: ignore[arg-type]
-        std=tuple(float(s) / scale for s in cfg["std"]),  # type: ignore[arg-type]
-        segments=int(cfg.get("segments") or 1),
-    )
+class BackboneMismatchError(BackboneError, CheckpointMismatchError):
+    """A weights file whose state dict does not fit the backbone (missing, unexpected, mis-shaped keys)."""
+
+
+def read_weights_file(path: Path, what: str = "backbone weights") -> dict[str, Any]:
+    """A weights file as a dict, loaded on CPU with ``weights_only=True``; BackboneError naming the file
+    when it is missing, empty, truncated, corrupt, needs code to unpickle, or is not a dict."""
+    if not path.exists():
+        raise BackboneError(f"{path}: {what} file not found")
+    if not path.is_file():
+        raise BackboneError(f"{path}: {what} path is not a file")
+    if path.stat().st_size == 0:
+        raise BackboneError(f"{path}: {what} file is empty (0 bytes)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise BackboneError(
+            f"{path}: {what} file refused: it holds Python objects besides tensors, so it is not a "
+            "plain weights file"
+        ) from exc
+    except Exception as exc:  # zip, pickle and storage errors alike: the bytes are not a torch file
+        raise BackboneError(
+            f"{path}: {what} file is not a readable torch file (truncated, corrupt or another format: "
+            f"{type(exc).__name__})"
+        ) from exc
+    if not isinstance(obj, Mapping):
+        raise BackboneError(f"{path}: {what} file holds a {type(obj).__name__}, expected a dict of weights")
+    return dict(obj)
+
+
+def _preprocess(cfg: Mapping[str, Any], **fill: Any) -> Preprocess:
+    """The config's ``preprocess`` block through the one reader; a bad block is a BackboneError."""
+    try:
+        return preprocess_from_config(cfg.get("preprocess") or {}, **fill)
+    except ValueError as exc:
+        raise BackboneError(f"backbone {cfg.get('name', cfg.get('kind'))!r}: {exc}") from exc
+
+
+def _load_strict(module: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
+    """load_state_dict_strict, its multi-line report folded into one line (BackboneMismatchError)."""
+    try:
+        load_state_dict_strict(module, state, what=what)
+    except CheckpointMismatchError as exc:
+        raise BackboneMismatchError("; ".join(line.strip() for line in str(exc).splitlines())) from exc
 
 
 # ----- the common interface ------------------------------------------------------------------------------
@@ -163,7 +176,7 @@ class Backbone(nn.Module):
             payload = {
                 "kind": self.kind,
                 "config": config,
-                "preprocess": asdict(self.preprocess),
+                "preprocess": self.preprocess.identity(),
                 "embed_dim": self.embed_dim,
                 "weights": state_digest(self),
             }
@@ -196,10 +209,12 @@ class ViTBackbone(Backbone):
 def _model_preset(model: Any) -> dict[str, Any]:
     """A model preset as a resolved plain dict (name from conf/model/, or an inline mapping)."""
     if model is None:
-        raise ValueError("backbone config needs `model` (a preset name from conf/model/ or a preset mapping)")
+        raise BackboneError(
+            "backbone config needs `model` (a preset name from conf/model/ or a preset mapping)"
+        )
     if isinstance(model, str):
         if model not in MODEL_PRESETS:
-            raise ValueError(f"unknown model preset {model!r}; available: {sorted(MODEL_PRESETS)}")
+            raise BackboneError(f"unknown model preset {model!r}; available: {sorted(MODEL_PRESETS)}")
         return dict(MODEL_PRESETS[model])
     return dict(model)
 
@@ -212,13 +227,10 @@ def _vit_from_preset(preset: Mapping[str, Any], rope_repeat_layout: bool | None)
 def _checkpoint_path(cfg: Mapping[str, Any], key: str) -> Path:
     value = cfg.get(key)
     if value in (None, "", "???"):
-        raise ValueError(
+        raise BackboneError(
             f"backbone {cfg.get('name', cfg['kind'])!r}: `{key}` is not set (path to a weights file)"
         )
-    path = Path(str(value)).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone {cfg.get('name', cfg['kind'])!r}: weights file not found: {path}")
-    return path
+    return Path(str(value)).expanduser()
 
 
 def _encoder_state(
@@ -230,22 +242,27 @@ def _encoder_state(
         state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
         if not state:
             modules = sorted({k.split(".", 1)[0] for k in ckpt["state_dict"]})
-            raise ValueError(
+            raise BackboneError(
                 f"{path}: Lightning checkpoint has no {which!r} weights; modules present: {modules}"
             )
         hparams = ckpt.get("hyper_parameters")
         return strip_prefixes(state), dict(hparams) if isinstance(hparams, Mapping) else None
     if which not in ckpt or not isinstance(ckpt[which], Mapping):
-        raise ValueError(f"{path}: no model entry {which!r}; top-level keys: {sorted(map(str, ckpt))}")
+        keys = sorted(map(str, ckpt))
+        shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+        raise BackboneError(f"{path}: no model entry {which!r}; top-level keys: {shown}")
     return strip_prefixes(ckpt[which]), None
 
 
 def _build_pretrained_vit(cfg: Mapping[str, Any], default_repeat_layout: bool | None) -> Backbone:
     path = _checkpoint_path(cfg, "checkpoint")
     which = str(cfg.get("which") or "target_encoder")
-    state, hparams = _encoder_state(load_reference_checkpoint(path), which, path)
+    state, hparams = _encoder_state(read_weights_file(path, "checkpoint"), which, path)
     if cfg.get("model") is None and hparams is not None and "encoder" in hparams:
         # A Lightning checkpoint of our pretraining records its own encoder config.
+        absent = [k for k in ("img_size", "num_frames") if k not in hparams]
+        if absent or not isinstance(hparams["encoder"], Mapping):
+            raise BackboneError(f"{path}: Lightning hyper-parameters lack a usable encoder config {absent}")
         preset = {
             "img_size": hparams["img_size"],
             "num_frames": hparams["num_frames"],
@@ -255,14 +272,12 @@ def _build_pretrained_vit(cfg: Mapping[str, Any], default_repeat_layout: bool | 
         preset = _model_preset(cfg.get("model"))
     rope = cfg.get("rope_repeat_layout", default_repeat_layout)
     encoder = _vit_from_preset(preset, rope)
-    load_state_dict_strict(encoder, state, what=f"{which} of {path}")
+    _load_strict(encoder, state, what=f"{which} of {path}")
     return _finish_vit(encoder, cfg, preset)
 
 
 def _finish_vit(encoder: VisionTransformer, cfg: Mapping[str, Any], preset: Mapping[str, Any]) -> Backbone:
-    preprocess = preprocess_from_config(
-        cfg.get("preprocess") or {}, img_size=preset.get("img_size"), num_frames=preset.get("num_frames")
-    )
+    preprocess = _preprocess(cfg, img_size=preset.get("img_size"), num_frames=preset.get("num_frames"))
     # Only what shapes the encoder enters the config (and identity): not the preset's predictor.
     arch = {k: preset[k] for k in ("img_size", "num_frames", "encoder") if k in preset}
     config = {**cfg, "model": arch, "rope_repeat_layout": encoder.rope_repeat_layout}
@@ -308,11 +323,11 @@ class PixelStatsBackbone(Backbone):
         self, grid: int, name: str, preprocess: Preprocess, config: Mapping[str, Any], layout: str = "cells"
     ) -> None:
         if layout not in ("cells", "vector"):
-            raise ValueError(f"pixel_stats layout must be 'cells' or 'vector', got {layout!r}")
+            raise BackboneError(f"pixel_stats layout must be 'cells' or 'vector', got {layout!r}")
         dim = len(PIXEL_STAT_FEATURES) if layout == "cells" else grid * grid * len(VECTOR_FEATURES)
         super().__init__(name, "pixel_stats", preprocess, dim, config)
         if grid < 1:
-            raise ValueError(f"pixel_stats grid must be >= 1, got {grid}")
+            raise BackboneError(f"pixel_stats grid must be >= 1, got {grid}")
         self.grid = int(grid)
         self.layout = layout
 
@@ -355,7 +370,7 @@ class PixelStatsBackbone(Backbone):
 
 
 def _build_pixel_stats(cfg: Mapping[str, Any]) -> Backbone:
-    preprocess = preprocess_from_config(cfg.get("preprocess") or {})
+    preprocess = _preprocess(cfg)
     return PixelStatsBackbone(
         int(cfg.get("grid", 8)),
         str(cfg.get("name") or "pixel_stats"),
@@ -365,18 +380,53 @@ def _build_pixel_stats(cfg: Mapping[str, Any]) -> Backbone:
     ).freeze()
 
 
+# ----- external encoders: weights files as users have them ---------------------------------------------
+def _weights_state(cfg: Mapping[str, Any]) -> tuple[dict[str, Tensor], Path] | None:
+    """The user-supplied weights file as (tensor entries without wrapper prefixes, path); None only for
+    an explicit random build. A ``weights`` / ``state_dict`` / ``model`` entry holding the state dict is
+    unwrapped (PanEcho's release is ``{'weights': ..., 'optimizer': ...}``; the optimizer is not read)."""
+    if cfg.get("weights") in (None, ""):
+        if not cfg.get("allow_random", False):
+            raise BackboneError(
+                f"backbone {cfg.get('name', cfg['kind'])!r}: `weights` is null; set a weights file, or "
+                "`allow_random: true` to build an untrained encoder on purpose (tests)"
+            )
+        return None
+    path = _checkpoint_path(cfg, "weights")
+    ckpt = read_weights_file(path, f"{cfg['kind']} weights")
+    for wrapper in ("weights", "state_dict", "model"):  # common wrappers around the state dict
+        if wrapper in ckpt and isinstance(ckpt[wrapper], Mapping):
+            ckpt = ckpt[wrapper]
+            break
+    tensors = {k: v for k, v in ckpt.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise BackboneError(f"{path}: no tensors in the {cfg['kind']} weights file; keys: {list(ckpt)[:8]}")
+    try:
+        return strip_prefixes(tensors), path
+    except ValueError as exc:  # two keys that only differ by a wrapper prefix
+        raise BackboneError(f"{path}: {exc}") from exc
+
+
+def _random_build(cfg: Mapping[str, Any], build: Any) -> nn.Module:
+    # A private RNG stream: an untrained build must not shift anyone else's random numbers.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.get("seed", 0)))
+        return build()
+
+
 # ----- EchoPrime (torchvision MViT-v2-S, 512-d embedding) ------------------------------------------------
 class EchoPrimeBackbone(Backbone):
-    """EchoPrime's video encoder: torchvision ``mvit_v2_s`` with ``head[-1] = Linear(768, 512)`` (the
-    released encoder state dict loads into it strictly). ``output="embedding"`` gives the 512-d
-    embedding as one token; ``output="tokens"`` gives the final normed MViT tokens [B, 1 + 8*7*7, 768]
-    (class token first) for attentive probes. Input is fixed by the positional table: 16 x 224 x 224."""
+    """EchoPrime's video encoder (``echojepa.models.external.echoprime_encoder``; the released bare state
+    dict loads into it strictly, with or without a ``module.`` prefix). ``output="embedding"`` gives the
+    512-d embedding (what ``EchoPrime.embed_videos`` returns) as one token; ``output="tokens"`` gives the
+    final normed MViT tokens [B, 1 + 8*7*7, 768] (class token first) for attentive probes. Input is fixed
+    by the positional table: 16 x 224 x 224."""
 
     def __init__(
         self, model: nn.Module, output: str, name: str, preprocess: Preprocess, config: Mapping[str, Any]
     ) -> None:
         if output not in ("embedding", "tokens"):
-            raise ValueError(f"echoprime output must be 'embedding' or 'tokens', got {output!r}")
+            raise BackboneError(f"echoprime output must be 'embedding' or 'tokens', got {output!r}")
         dim = model.head[-1].out_features if output == "embedding" else model.head[-1].in_features
         super().__init__(name, "echoprime", preprocess, dim, config)
         self.model = model
@@ -403,130 +453,94 @@ class EchoPrimeBackbone(Backbone):
         return m.norm(x)  # [B, 1 + N', 768]
 
 
-def _weights_state(cfg: Mapping[str, Any]) -> dict[str, Tensor] | None:
-    """The user-supplied weights file as a state dict; None only for an explicit random build."""
-    if cfg.get("weights") in (None, ""):
-        if not cfg.get("allow_random", False):
-            raise ValueError(
-                f"backbone {cfg.get('name', cfg['kind'])!r}: `weights` is null; set a weights file, or "
-                "`allow_random: true` to build an untrained encoder on purpose (tests)"
-            )
-        return None
-    path = _checkpoint_path(cfg, "weights")
-    ckpt = load_reference_checkpoint(path)
-    for wrapper in ("weights", "state_dict", "model"):  # common wrappers around the state dict
-        if wrapper in ckpt and isinstance(ckpt[wrapper], Mapping):
-            ckpt = ckpt[wrapper]
-            break
-    return strip_prefixes({k: v for k, v in ckpt.items() if isinstance(v, Tensor)})
-
-
 def _build_echoprime(cfg: Mapping[str, Any]) -> Backbone:
-    from torchvision.models.video import mvit_v2_s
-
-    state = _weights_state(cfg)  # refuse a bad config before the slow init
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg.get("seed", 0)))
-        model = mvit_v2_s(weights=None)
-        model.head[-1] = nn.Linear(model.head[-1].in_features, int(cfg.get("embed_dim", 512)))
-    if state is not None:
-        load_state_dict_strict(model, state, what=f"EchoPrime encoder {cfg['weights']}")
-    preprocess = preprocess_from_config(cfg.get("preprocess") or {})
+    loaded = _weights_state(cfg)  # refuse a bad config before the slow init
+    model = _random_build(cfg, lambda: echoprime_encoder(int(cfg.get("embed_dim", 512))))
+    if loaded is not None:
+        state, path = loaded
+        _load_strict(model, state, what=f"EchoPrime encoder {path}")
+    preprocess = _preprocess(cfg)
     name = str(cfg.get("name") or "echoprime")
     return EchoPrimeBackbone(model, str(cfg.get("output", "embedding")), name, preprocess, cfg).freeze()
 
 
 # ----- PanEcho (per-frame ConvNeXt-T + temporal transformer) ---------------------------------------------
-class _FrameEncoder(nn.Module):
-    """ConvNeXt-Tiny up to its pre-logit features (classifier's last Linear removed): [B, 768]."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        from torchvision.models import convnext_tiny
-
-        self.model = convnext_tiny(weights=None)
-        self.n_features = self.model.classifier[-1].in_features
-        self.model.classifier[-1] = nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
-
-
-class _TimeEncoding(nn.Module):
-    """Fixed sinusoidal table over frame positions; stored as a frozen parameter ``pe`` [1, L, D]
-    (that is how PanEcho's released state dict carries it)."""
-
-    def __init__(self, dim: int, max_len: int) -> None:
-        super().__init__()
-        pos = torch.arange(max_len, dtype=torch.float32)[:, None]
-        div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-        pe = torch.zeros(1, max_len, dim)
-        pe[0, :, 0::2] = torch.sin(pos * div)
-        pe[0, :, 1::2] = torch.cos(pos * div)
-        self.pe = nn.Parameter(pe, requires_grad=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[1] > self.pe.shape[1]:
-            raise ValueError(f"PanEcho's time encoding covers {self.pe.shape[1]} frames, got {x.shape[1]}")
-        return x + self.pe[:, : x.shape[1]]
-
-
-class PanEchoVideoEncoder(nn.Module):
-    """PanEcho's video backbone, parameter names as in its release (under ``encoder.``):
-    ``encoder.model.*`` (ConvNeXt-T), ``time_encoder.pe``, ``transformer.layers.N.*`` (post-norm, ReLU,
-    feed-forward width = 768). Returns per-frame tokens [B, T, 768] (PanEcho itself mean-pools them)."""
-
-    def __init__(self, num_layers: int = 4, num_heads: int = 8, clip_len: int = 16) -> None:
-        super().__init__()
-        self.encoder = _FrameEncoder()
-        dim = self.encoder.n_features
-        layer = nn.TransformerEncoderLayer(
-            d_model=dim,
-            nhead=num_heads,
-            dim_feedforward=dim,
-            dropout=0.0,
-            activation="relu",
-            batch_first=True,
-        )
-        self.transformer = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
-        self.time_encoder = _TimeEncoding(dim, clip_len)
-
-    def forward(self, video: Tensor) -> Tensor:
-        b, c, t, h, w = video.shape
-        frames = video.transpose(1, 2).reshape(b * t, c, h, w)  # [B*T, C, H, W]
-        feats = self.encoder(frames).reshape(b, t, -1)  # [B, T, 768]
-        return self.transformer(self.time_encoder(feats))  # [B, T, 768]
-
-
 class PanEchoBackbone(Backbone):
+    """PanEcho's video backbone (``echojepa.models.external.PanEchoVideoEncoder``). ``output="tokens"``
+    gives the transformer's T tokens [B, T, 768] (see the encoder for what a token is under the
+    released frame arrangement); ``output="embedding"`` their mean [B, 1, 768], which is what
+    ``PanEcho(backbone_only=True)`` returns."""
+
     def __init__(
-        self, model: PanEchoVideoEncoder, name: str, preprocess: Preprocess, config: Mapping[str, Any]
+        self,
+        model: PanEchoVideoEncoder,
+        output: str,
+        name: str,
+        preprocess: Preprocess,
+        config: Mapping[str, Any],
     ) -> None:
+        if output not in ("embedding", "tokens"):
+            raise BackboneError(f"panecho output must be 'embedding' or 'tokens', got {output!r}")
         super().__init__(name, "panecho", preprocess, model.encoder.n_features, config)
         self.model = model
+        self.output = output
 
     def encode(self, video: Tensor) -> Tensor:
-        return self.model(video)  # [B, T, 768]
+        tokens = self.model(video)  # [B, T, 768]
+        return tokens.mean(dim=1, keepdim=True) if self.output == "embedding" else tokens
 
 
-def _panecho_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    # The release is a MultiTaskModel: the video backbone sits under `encoder.`, task heads beside it.
-    if any(k.startswith("encoder.encoder.") for k in state):
-        return {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
-    return dict(state)
+def _panecho_state(state: Mapping[str, Tensor], path: Path) -> dict[str, Tensor]:
+    """The backbone entries of a PanEcho file: the released MultiTaskModel keeps the video backbone under
+    ``encoder.`` beside 40 task heads ``<task>_head.1.{weight,bias}`` (not read); a backbone-only state
+    dict (``PanEcho(backbone_only=True).state_dict()``) is used as is. Any other entry is refused."""
+    if not any(k.startswith("encoder.encoder.") for k in state):
+        return dict(state)
+    backbone = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+    other = sorted(k for k in state if not k.startswith("encoder.") and not _is_task_head(k))
+    if other:
+        raise BackboneMismatchError(
+            f"{path}: PanEcho multi-task file has {len(other)} entries that are neither the backbone "
+            f"(encoder.*) nor task heads (<task>_head.1.*): {', '.join(other[:8])}"
+        )
+    return backbone
+
+
+def _is_task_head(key: str) -> bool:
+    head, _, param = key.rpartition(".1.")
+    return head.endswith("_head") and param in ("weight", "bias")
 
 
 def _build_panecho(cfg: Mapping[str, Any]) -> Backbone:
-    state = _weights_state(cfg)  # refuse a bad config before the slow init
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg.get("seed", 0)))
-        model = PanEchoVideoEncoder(
-            int(cfg.get("num_layers", 4)), int(cfg.get("num_heads", 8)), int(cfg.get("clip_len", 16))
+    loaded = _weights_state(cfg)  # refuse a bad config before the slow init
+    clip_len = int(cfg.get("clip_len", PANECHO_CLIP_LEN))
+    preprocess = _preprocess(cfg)
+    if preprocess.num_frames > clip_len:
+        raise BackboneError(
+            f"backbone {cfg.get('name', 'panecho')!r}: preprocess.num_frames {preprocess.num_frames} exceeds "
+            f"clip_len {clip_len} (PanEcho's time encoding covers clip_len frames)"
         )
-    if state is not None:
-        load_state_dict_strict(model, _panecho_state(state), what=f"PanEcho backbone {cfg['weights']}")
-    preprocess = preprocess_from_config(cfg.get("preprocess") or {})
-    return PanEchoBackbone(model, str(cfg.get("name") or "panecho"), preprocess, cfg).freeze()
+    # The released weights were trained on upstream's frame arrangement: on unless a config says otherwise.
+    upstream = bool(cfg.get("upstream_frame_reshape", True))
+    model = _random_build(
+        cfg,
+        lambda: PanEchoVideoEncoder(
+            int(cfg.get("num_layers", 4)), int(cfg.get("num_heads", 8)), clip_len, upstream
+        ),
+    )
+    if loaded is not None:
+        state, path = loaded
+        state = _panecho_state(state, path)
+        pe = state.get("time_encoder.pe")
+        if pe is not None and pe.shape[-1] == model.time_encoder.pe.shape[-1]:
+            # A fixed sinusoid, not learned: upstream's hubconf drops the stored table and keeps the one
+            # built for its clip_len, which is how any clip_len loads; so do we (the key must be there).
+            state["time_encoder.pe"] = model.time_encoder.pe.detach().clone()
+        _load_strict(model, state, what=f"PanEcho backbone {path}")
+    config = {**cfg, "clip_len": clip_len, "upstream_frame_reshape": upstream}
+    name = str(cfg.get("name") or "panecho")
+    output = str(cfg.get("output", "tokens"))
+    return PanEchoBackbone(model, output, name, preprocess, config).freeze()
 
 
 # ----- entry points ---------------------------------------------------------------------------------------
@@ -542,7 +556,7 @@ def load_backbone_config(preset: str, conf_dir: Path | None = None, **overrides:
     path = (conf_dir or BACKBONE_CONF_DIR) / f"{preset}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (conf_dir or BACKBONE_CONF_DIR).glob("*.yaml"))
-        raise ValueError(f"{path}: no such backbone preset; known: {known}")
+        raise BackboneError(f"{path}: no such backbone preset; known: {known}")
     cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=False, throw_on_missing=False)
     assert isinstance(cfg, dict)
     return {**cfg, **overrides}
@@ -570,5 +584,5 @@ def build_backbone(cfg: Mapping[str, Any] | DictConfig) -> Backbone:
     plain = _plain(cfg)
     kind = plain.get("kind")
     if kind not in _BUILDERS:
-        raise ValueError(f"unknown backbone kind {kind!r}; expected one of {list(BACKBONE_KINDS)}")
+        raise BackboneError(f"unknown backbone kind {kind!r}; expected one of {list(BACKBONE_KINDS)}")
     return _BUILDERS[kind](plain)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from echojepa.data.datasets import read_index
 from echojepa.data.degrade import load_degradation
 from echojepa.data.index import DatasetIndex, Record
 from echojepa.data.torchdata import VideoClipDataset
-from echojepa.data.transforms import build_transform
 from echojepa.probe.backbones import Backbone
 from echojepa.probe.features import CachedFeatures, FeatureCache, feature_key_parts, stream_features
 
@@ -32,14 +31,9 @@ log = logging.getLogger(__name__)
 
 def clip_spec(task: Mapping[str, Any], backbone: Backbone, mode: str = "center") -> ClipSpec:
     """Frames come from the backbone (what it was built for); step and segments from the task protocol
-    unless the task leaves them null."""
-    pre = backbone.preprocess
-    clip = task.get("clip") or {}
-    frames = clip.get("frames") or pre.num_frames
-    step = clip.get("frame_step") if clip.get("frame_step") is not None else pre.frame_step
-    fps = clip.get("target_fps") if clip.get("target_fps") is not None else pre.target_fps
-    segments = clip.get("segments") or pre.segments
-    return ClipSpec(frames=frames, frame_step=step, target_fps=fps, segments=segments)
+    unless the task leaves them null or the backbone fixes its step; start, padding and test-time clip
+    count from the backbone (echojepa.data.preprocess.Preprocess.clip_spec)."""
+    return backbone.preprocess.clip_spec(task.get("clip"))
 
 
 @dataclass
@@ -111,10 +105,9 @@ class TaskData:
         pre = self.backbone.preprocess
         spec = clip_spec(self.task, self.backbone, mode)
         if mode == "all" and self.task.get("multiview"):
-            spec = ClipSpec(
-                frames=spec.frames, frame_step=spec.frame_step, target_fps=spec.target_fps, segments=1
-            )
-        transform = build_transform(train_aug, pre.img_size, pre.mean, pre.std)
+            # contiguous windows from frame 0 (MultiViewInputs takes the first C of them)
+            spec = replace(spec, segments=1, all_clips=None)
+        transform = pre.transform(train_aug)
         deg = None if degradation in (None, "original", "none") else load_degradation(degradation)
         return VideoClipDataset(records, spec, transform, mode=mode, degradation=deg, seed=self.seed)
 
