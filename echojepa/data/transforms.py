@@ -73,13 +73,46 @@ def _resize(
         # None: antialias on (our default); False reproduces OpenCV's resize, which never antialiases
         smooth = True if antialias is None else bool(antialias)
         out = F.interpolate(frames, size=hw, mode=interpolation, align_corners=False, antialias=smooth)
-    else:  # "area" (pixel averaging, as OpenCV's INTER_AREA when shrinking), "nearest"
+    elif interpolation == "area":  # OpenCV's INTER_AREA, both when shrinking and when enlarging
+        shrink = video.shape[-2] >= hw[0] and video.shape[-1] >= hw[1]
+        wy = _opencv_area_weights(video.shape[-2], hw[0], shrink).to(video)
+        wx = _opencv_area_weights(video.shape[-1], hw[1], shrink).to(video)
+        out = torch.einsum("oh,tchw,pw->tcop", wy, frames, wx)
+    else:  # "nearest"
         out = F.interpolate(frames, size=hw, mode=interpolation)
     if interpolation == "bicubic":
         out = out.clamp_(0.0, 1.0)  # bicubic overshoots at sharp edges (sector border)
     if mask is not None:
         mask = F.interpolate(mask[None, None].float(), size=hw, mode="nearest")[0, 0] > 0.5
     return out.transpose(0, 1).contiguous(), mask  # [C, T, h, w]
+
+
+def _opencv_area_weights(n_in: int, n_out: int, shrink: bool) -> Tensor:
+    """[n_out, n_in] weights of cv2.resize(INTER_AREA) along one axis (imgproc/resize.cpp). Shrinking on
+    both axes: each output pixel averages the input pixels its cell covers, partial pixels by their
+    overlap. Otherwise: two-tap weights (1 - f, f) with f the part of the output cell past the input
+    pixel edge, which holds pixels flat and blends only across their edges."""
+    scale = n_in / n_out
+    w = torch.zeros(n_out, n_in, dtype=torch.float64)
+    for o in range(n_out):
+        if shrink:
+            lo, hi = o * scale, min(o * scale + scale, float(n_in))
+            first, last = math.ceil(lo), math.floor(hi)
+            cell = min(scale, n_in - lo)
+            if first - lo > 1e-3:
+                w[o, first - 1] += (first - lo) / cell
+            w[o, first:last] += 1.0 / cell
+            if hi - last > 1e-3 and last < n_in:
+                w[o, last] += min(hi - last, 1.0) / cell
+        else:
+            sx = math.floor(o * scale)
+            f = (o + 1) - (sx + 1) / scale
+            f = 0.0 if f <= 0 else f - math.floor(f)
+            if sx >= n_in - 1:
+                sx, f = n_in - 1, 0.0
+            w[o, sx] += 1 - f
+            w[o, min(sx + 1, n_in - 1)] += f
+    return w
 
 
 def _crop(video: Tensor, mask: Mask, top: int, left: int, h: int, w: int) -> tuple[Tensor, Mask]:
@@ -180,7 +213,8 @@ class MaskOutsideSector:
 
 
 class QuantizeLevels:
-    """Round 0-1 intensities to ``levels`` steps: what a resize on uint8 frames (OpenCV) returns."""
+    """Round 0-1 intensities to ``levels`` steps, halves up: what OpenCV's fixed-point resize returns
+    for uint8 frames."""
 
     def __init__(self, levels: int = 255) -> None:
         if levels < 1:
@@ -191,7 +225,7 @@ class QuantizeLevels:
         self, video: Tensor, mask: Mask = None, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Mask]:
         _check_video(video, mask)
-        return (video * self.levels).round().clamp(0, self.levels) / self.levels, mask
+        return (video * self.levels + 0.5).floor().clamp(0, self.levels) / self.levels, mask
 
 
 class ReverseChannels:

@@ -54,7 +54,7 @@ def cubic_weights(n_in: int, n_out: int) -> np.ndarray:
 
 def echoprime_reference(frames: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """EchoPrime per frame: mask outside the sector, utils.crop_and_scale (centre crop to 1:1 with
-    Python's round, zoom 0.1 via int(), cv2.resize 224 INTER_CUBIC on uint8 -> whole levels), then
+    Python's round, zoom 0.1 via int(), cv2.resize 224 INTER_CUBIC on uint8 -> whole levels, halves up), then
     (x - mean) / std on 0-255. [3, T, 224, 224]."""
     out = []
     for frame in frames.astype(np.float64):
@@ -70,7 +70,7 @@ def echoprime_reference(frames: np.ndarray, mask: np.ndarray | None) -> np.ndarr
         img = img[py:-py, px:-px]
         rows = np.tensordot(cubic_weights(img.shape[0], 224), img, axes=(1, 0))  # [224, W, 3]
         img = np.tensordot(cubic_weights(img.shape[1], 224), rows, axes=(1, 1)).transpose(1, 0, 2)
-        out.append((np.clip(np.round(img), 0, 255) - ECHOPRIME_MEAN) / ECHOPRIME_STD)
+        out.append((np.clip(np.floor(img + 0.5), 0, 255) - ECHOPRIME_MEAN) / ECHOPRIME_STD)
     return np.stack(out).transpose(3, 0, 1, 2)
 
 
@@ -131,21 +131,39 @@ def test_echoprime_clip_from_a_short_video_file_is_the_hand_computed_tensor(tmp_
     assert_matches(ours, ref, level=1 / ECHOPRIME_STD.min())
 
 
-def test_panecho_recipe_is_resize_256_centre_crop_224_bgr_imagenet_0_1():
+def area_shrink_2x(x: np.ndarray, axis: int) -> np.ndarray:
+    """cv2 INTER_AREA by 2 along one axis: the mean of each pair of pixels."""
+    x = np.moveaxis(x, axis, 0)
+    return np.moveaxis((x[0::2] + x[1::2]) / 2, 0, axis)
+
+
+def area_shrink_1_5x(x: np.ndarray, axis: int) -> np.ndarray:
+    """cv2 INTER_AREA by 1.5 along one axis: output cell 2k covers pixel 3k and half of 3k+1, cell 2k+1
+    the other half of 3k+1 and pixel 3k+2."""
+    x = np.moveaxis(x, axis, 0)
+    out = np.empty((2 * (x.shape[0] // 3), *x.shape[1:]))
+    out[0::2] = (x[0::3] + 0.5 * x[1::3]) / 1.5
+    out[1::2] = (0.5 * x[1::3] + x[2::3]) / 1.5
+    return np.moveaxis(out, 0, axis)
+
+
+def panecho_reference(frames: np.ndarray, shrink) -> np.ndarray:
+    """PanEcho: cv2 reads BGR (never converted), cv2.resize to 256 x 256 INTER_AREA on uint8 (whole
+    levels, halves up), v2.CenterCrop(224), ToDtype(scale=True) -> 0-1, ImageNet Normalize."""
+    resized = shrink(shrink(frames[..., ::-1].astype(np.float64), 1), 2)  # [T, 256, 256, 3] BGR
+    crop = np.clip(np.floor(resized + 0.5), 0, 255)[:, 16:240, 16:240]
+    return ((crop / 255 - IMAGENET_MEAN) / IMAGENET_STD).transpose(3, 0, 1, 2)
+
+
+@pytest.mark.parametrize("size, shrink", [(512, area_shrink_2x), (384, area_shrink_1_5x)])
+def test_panecho_recipe_is_resize_256_centre_crop_224_bgr_imagenet_0_1(size, shrink):
     pre = recipe("panecho")
-    # 512 -> 256 area resize = 2 x 2 block means; blocks (v, v+2; v, v+1) average to v + 3/4, away from
-    # the half levels where float32 and float64 could round apart
-    base = np.repeat(np.repeat(frames_uint8(2, 256, 256, seed=2).clip(0, 250), 2, axis=1), 2, axis=2)
-    frames = (base + np.tile(np.array([[0, 2], [0, 1]]), (256, 256))[None, :, :, None]).astype(np.uint8)
+    frames = frames_uint8(2, size, size, seed=2)
     ours, _ = pre.transform(False)(to_video01(frames), None)
-    blocks = frames.astype(np.float64).reshape(2, 256, 2, 256, 2, 3).mean(axis=(2, 4))
-    crop = np.clip(np.round(blocks), 0, 255)[:, 16:240, 16:240]  # v2.CenterCrop(224) of 256
-    bgr = crop[..., ::-1]  # cv2 reads BGR and the loader never converts
-    ref = ((bgr / 255 - IMAGENET_MEAN) / IMAGENET_STD).transpose(3, 0, 1, 2)
-    assert_matches(ours, ref, level=1 / 255 / IMAGENET_STD.min())
-    assert not torch.allclose(
-        ours[0], ours[2]
-    )  # channel 0 is blue, normalised with ImageNet's red statistics
+    assert_matches(ours, panecho_reference(frames, shrink), level=1 / 255 / IMAGENET_STD.min())
+    # channel 0 is blue, normalised with ImageNet's red statistics
+    flipped, _ = pre.transform(False)(to_video01(frames[..., ::-1].copy()), None)
+    assert not torch.allclose(ours, flipped)
 
 
 def test_panecho_clips_are_16_consecutive_frames_and_4_test_clips_when_all_clips_are_used():
