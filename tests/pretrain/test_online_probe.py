@@ -1,0 +1,306 @@
+"""Online probes: the closed-form math against numpy, and the callback inside a real (tiny) fit."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import Logger
+from torch.utils.data import DataLoader
+
+from echojepa.data.labelled_subset import LabelledClips
+from echojepa.pretrain.build import build_module
+from echojepa.pretrain.closed_form import (
+    fit_and_score,
+    pixel_time_pooled,
+    ridge_path,
+    time_pooled,
+    trivial_score,
+)
+from echojepa.pretrain.online_probe import (
+    OnlineProbe,
+    OnlineProbeConfig,
+    OnlineProbeInputError,
+    ProbeTask,
+    build_online_probe,
+)
+
+from .helpers import tiny_cfg, trainer
+
+# ----------------------------------------------------------------------------- the math
+
+
+def _explicit_ridge(x: np.ndarray, y: np.ndarray, lam: float, x_new: np.ndarray) -> np.ndarray:
+    """Ridge with an unpenalised intercept as one augmented least-squares problem (numpy lstsq)."""
+    n, f = x.shape
+    design = np.hstack([np.ones((n, 1)), x])
+    penalty = np.hstack([np.zeros((f, 1)), np.sqrt(lam) * np.eye(f)])
+    beta = np.linalg.lstsq(np.vstack([design, penalty]), np.concatenate([y, np.zeros(f)]), rcond=None)[0]
+    return np.hstack([np.ones((len(x_new), 1)), x_new]) @ beta
+
+
+def _lam(x: np.ndarray, alpha: float) -> float:
+    xc = x - x.mean(axis=0)
+    return alpha * np.trace(xc @ xc.T) / len(x)
+
+
+@pytest.mark.parametrize("features", [5, 30])  # fewer and more features than samples
+def test_leave_one_out_predictions_equal_refitting_without_each_sample(features):
+    rng = np.random.default_rng(features)
+    x, y = rng.normal(size=(12, features)), rng.normal(size=12)
+    alphas = [0.01, 1.0]
+    loo, _ = ridge_path(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(x[:2]), alphas)
+    for a, alpha in enumerate(alphas):
+        lam = _lam(x, alpha)  # the strength is set once, from the whole train subset
+        expected = [
+            _explicit_ridge(np.delete(x, i, 0), np.delete(y, i), lam, x[i : i + 1])[0] for i in range(12)
+        ]
+        np.testing.assert_allclose(loo[a, :, 0].numpy(), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_validation_predictions_equal_the_least_squares_fit():
+    rng = np.random.default_rng(1)
+    x, y, x_val = rng.normal(size=(10, 20)), rng.normal(size=(10, 3)), rng.normal(size=(4, 20))
+    _, val = ridge_path(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(x_val), [0.1])
+    lam = _lam(x, 0.1)
+    for k in range(3):
+        np.testing.assert_allclose(val[0, :, k].numpy(), _explicit_ridge(x, y[:, k], lam, x_val), rtol=1e-8)
+
+
+def test_time_pooling_keeps_each_time_step_apart():
+    grid = (3, 2, 2)
+    # token value = its time step (t-major token order), so block t of the features must equal t
+    tokens = torch.arange(3).repeat_interleave(4).float()[None, :, None].expand(2, 12, 5)
+    feats = time_pooled(tokens, grid)
+    assert feats.shape == (2, (3 + 1) * 5)
+    for t in range(3):
+        assert torch.all(feats[:, t * 5 : (t + 1) * 5] == t)
+    assert torch.all(feats[:, 15:] == 1.0)  # the clip mean comes last
+    with pytest.raises(ValueError, match="grid"):
+        time_pooled(tokens, (2, 2, 2))
+
+
+def test_pixel_pooling_keeps_time_and_motion():
+    video = torch.zeros(1, 3, 4, 8, 8)
+    video[:, :, 2:] = 1.0  # dark first tubelet, bright second
+    feats = pixel_time_pooled(video, tubelet=2, cells=2)
+    assert feats.shape == (1, 2 * 4 + 4)
+    assert torch.all(feats[0, :4] == 0) and torch.all(feats[0, 4:8] == 1) and torch.all(feats[0, 8:] > 0)
+
+
+def test_a_probe_on_an_informative_feature_beats_chance_and_the_trivial_predictor():
+    g = torch.Generator().manual_seed(0)
+    alphas = [1e-3, 1e-1, 10.0]
+    classes = torch.arange(96) % 4
+    centres = torch.randn(4, 16, generator=g) * 2
+    x = centres[classes] + torch.randn(96, 16, generator=g)
+    acc = fit_and_score("classification", x[:64], classes[:64], x[64:], classes[64:], alphas, 4)
+    assert acc.value > 0.7 > trivial_score("classification", classes[:64], classes[64:])
+    ef = 55 + 10 * torch.randn(96, generator=g)
+    x = torch.cat([ef[:, None] + torch.randn(96, 1, generator=g), torch.randn(96, 30, generator=g)], dim=1)
+    mae = fit_and_score("regression", x[:64], ef[:64], x[64:], ef[64:], alphas)
+    assert mae.value < 0.5 * trivial_score("regression", ef[:64], ef[64:])
+
+
+def test_noise_features_stay_near_chance():
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(200) % 4
+    x = torch.randn(200, 50, generator=g)
+    acc = fit_and_score("classification", x[:100], y[:100], x[100:], y[100:], [1e-2, 1.0, 100.0], 4)
+    assert acc.value < 0.45
+
+
+# ----------------------------------------------------------------------------- the callback
+
+
+class RecordingLogger(Logger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, dict]] = []
+
+    @property
+    def name(self) -> str:
+        return "rec"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.calls.append((step, dict(metrics)))
+
+    def online(self) -> dict[int, dict]:
+        return {s: m for s, m in self.calls if any(k.startswith("online") for k in m)}
+
+
+def _tasks(seed: int = 0) -> list[ProbeTask]:
+    g = torch.Generator().manual_seed(seed)
+
+    def clips(n: int, classes: bool) -> LabelledClips:
+        video = torch.randint(0, 256, (n, 3, 8, 32, 32), generator=g, dtype=torch.uint8)
+        target = torch.arange(n) % 3 if classes else 40 + 30 * torch.rand(n, generator=g)
+        return LabelledClips(video, target, [f"clip{i}" for i in range(n)])
+
+    return [
+        ProbeTask("view", "classification", clips(9, True), clips(6, True), num_classes=3),
+        ProbeTask("ef", "regression", clips(8, False), clips(5, False)),
+    ]
+
+
+def _clips(n: int = 6) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(
+        [{"video": torch.randn(2, 3, 8, 32, 32, generator=g)} for _ in range(n)], batch_size=None
+    )
+
+
+def logged_trainer(max_steps: int, tmp_path: Path, probe: OnlineProbe, logger: Logger) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        logger=logger,
+        log_every_n_steps=50,  # the probe's metrics must land whatever the logging interval
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        callbacks=[probe],
+    )
+
+
+def test_the_callback_logs_every_metric_at_step_zero_every_n_steps_and_the_end(tmp_path):
+    logger = RecordingLogger()
+    probe = OnlineProbe(
+        _tasks, every_n_steps=2, alphas=[0.1, 10.0], batch_size=4, csv_path=tmp_path / "online.csv"
+    )
+    logged_trainer(5, tmp_path, probe, logger).fit(build_module(tiny_cfg("jepa", tmp_path)), _clips())
+    online = logger.online()
+    assert sorted(online) == [0, 2, 4, 5]
+    for metrics in online.values():
+        assert {"online/view_acc", "online/ef_mae", "online/seconds", "online/cost_frac"} <= set(metrics)
+        assert 0 <= metrics["online/view_acc"] <= 1 and metrics["online/ef_mae"] > 0
+        assert 0 < metrics["online/cost_frac"] <= 1
+    refs = {k for k in online[0] if k.startswith("online_ref/")}
+    assert refs == {
+        f"online_ref/{s}_{m}"
+        for s in ("random_init", "pixel_stats", "trivial")
+        for m in ("view_acc", "ef_mae")
+    }
+    assert not any(k.startswith("online_ref/") for k in online[2])  # references once
+    rows = list(csv.DictReader((tmp_path / "online.csv").open()))
+    assert [(int(r["step"]), r["source"]) for r in rows if r["source"] == "target"] == [
+        (s, "target") for s in (0, 2, 4, 5)
+    ]
+    assert {r["source"] for r in rows} == {"target", "random_init", "pixel_stats", "trivial"}
+
+
+def test_training_is_bit_identical_with_and_without_the_callback(tmp_path):
+    cfg = tiny_cfg("jepa", tmp_path)
+    torch.manual_seed(0)
+    plain = build_module(cfg)
+    torch.manual_seed(0)
+    probed = build_module(cfg)
+    torch.manual_seed(123)
+    trainer(4, tmp_path / "a").fit(plain, _clips())
+    after_plain = torch.rand(3)
+    torch.manual_seed(123)
+    probe = OnlineProbe(_tasks, every_n_steps=1, alphas=[1.0], batch_size=4)
+    trainer(4, tmp_path / "b", [probe]).fit(probed, _clips())
+    after_probed = torch.rand(3)
+    assert len(probe.history) > 4  # it really ran, references included
+    for (name, a), (_, b) in zip(plain.state_dict().items(), probed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert torch.equal(after_plain, after_probed)  # the global RNG stream is where training left it
+    assert all(m.training for m in probed.modules())  # train mode restored (Lightning's fit leaves it on)
+
+
+def test_the_encoder_probed_is_the_jepa_target_and_the_mae_encoder(tmp_path):
+    probe = OnlineProbe([], every_n_steps=1, alphas=[1.0])
+    jepa, mae = build_module(tiny_cfg("jepa", tmp_path)), build_module(tiny_cfg("mae", tmp_path))
+    assert probe.probed_encoder(jepa) == ("target", jepa.target_encoder)
+    assert probe.probed_encoder(mae) == ("context", mae.encoder)
+    assert OnlineProbe([], 1, [1.0], encoder="context").probed_encoder(jepa) == ("context", jepa.encoder)
+    with pytest.raises(ValueError, match="no target encoder"):
+        OnlineProbe([], 1, [1.0], encoder="target").probed_encoder(mae)
+
+
+# ----------------------------------------------------------------------------- config boundary
+
+TASK = {
+    "kind": "regression",
+    "format": "echonet_dynamic",
+    "root": "x",
+    "label": "ef",
+    "train_size": 8,
+    "val_size": 4,
+}
+
+
+def test_the_config_refuses_unknown_keys_naming_them():
+    with pytest.raises(OnlineProbeInputError, match=r"online_probe: unknown key\(s\) \['every_n_step'\]"):
+        OnlineProbeConfig.from_dict({"enabled": True, "every_n_step": 5, "tasks": {}})
+    with pytest.raises(OnlineProbeInputError, match=r"online_probe.tasks.ef: unknown key\(s\) \['lable'\]"):
+        OnlineProbeConfig.from_dict(
+            {"enabled": True, "every_n_steps": 5, "tasks": {"ef": {**TASK, "lable": 1}}}
+        )
+    cfg = OnlineProbeConfig.from_dict(
+        {"enabled": True, "every_n_steps": 5, "tasks": {"ef": TASK, "view": None}}
+    )
+    assert list(cfg.tasks) == ["ef"]  # a task set to null is dropped
+
+
+def test_a_missing_dataset_root_is_one_line_before_training(tmp_path):
+    cfg = tiny_cfg("jepa", tmp_path)
+    cfg["online_probe"] = {
+        "enabled": True,
+        "every_n_steps": 5,
+        "tasks": {"ef": {**TASK, "root": str(tmp_path / "nope")}},
+    }
+    with pytest.raises(OnlineProbeInputError) as err:
+        build_online_probe(cfg, tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "nope" in message and "does not exist" in message
+    assert "online_probe.enabled=false" in message
+    cfg["online_probe"]["enabled"] = False
+    assert build_online_probe(cfg, tmp_path) is None
+
+
+def test_the_builder_reads_the_synthetic_world_and_the_callback_scores_it(synth_world, tmp_path):
+    cfg = tiny_cfg("jepa", synth_world)
+    classes = ["A4C", "A2C", "A3C", "A5C", "PLAX", "PSAX", "Subcostal"]
+    cfg["online_probe"] = {
+        "enabled": True,
+        "every_n_steps": 5,
+        "tasks": {
+            "view": {"kind": "classification", "format": "mimic", "root": str(synth_world / "mimic_iv_echo"),
+                     "label": "view", "classes": classes, "train_size": 3, "val_size": 3},
+            "ef": {**TASK, "root": str(synth_world / "echonet_dynamic"), "train_size": 3, "val_size": 2},
+        },
+    }  # fmt: skip
+    probe = build_online_probe(cfg, tmp_path)
+    assert probe is not None and probe.online_seconds > 0  # index reading counts into the cost
+    logger = RecordingLogger()
+    logged_trainer(1, tmp_path, probe, logger).fit(build_module(cfg), _clips(1))
+    view, ef = probe.tasks
+    assert view.train.video.shape == (3, 3, 8, 32, 32) and view.train.video.dtype == torch.uint8
+    assert view.num_classes == 7 and ef.val.target.dtype == torch.float32 and len(ef.val.target) == 2
+    assert sorted(logger.online()) == [0, 1]
+    assert (tmp_path / "online_probe.csv").exists()
+
+
+def test_every_shipped_online_probe_config_parses():
+    from omegaconf import OmegaConf
+
+    from echojepa.paths import CONF_DIR
+
+    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "online_probe" / "synthetic.yaml"))
+    cfg = OnlineProbeConfig.from_dict(raw)
+    assert cfg.enabled and set(cfg.tasks) == {"view", "ef"}
+    assert Path(CONF_DIR / "online_probe" / "real.yaml").exists()
