@@ -225,6 +225,11 @@ class Study:
             title=f"EchoJEPA suite — {self.cfg['name']} study (synthetic world)",
             pretrain_curves=self.pretrain_curves(),
             pretrain_gflops=self.pretrain_gflops(),
+            online_probes={
+                o: self.pretrain_dir(o) / "online_probe.csv"
+                for o in self.cfg["pretrain"]
+                if (self.pretrain_dir(o) / "online_probe.csv").exists()
+            },
             extra_figures=extra,
         )
         print_tables(self.store, console=self.console)

@@ -241,6 +241,7 @@ def build_report(
     pretrain_curves: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
     missing_predictions: str = "error",
     pretrain_gflops: Mapping[str, float] | None = None,
+    online_probes: Mapping[str, Path | str] | None = None,
 ) -> dict:
     """Write out/report.md, out/report.html and out/figures/*.png from the results store.
 
@@ -248,6 +249,8 @@ def build_report(
     pretrain_curves: objective name -> (steps, losses), drawn as one figure.
     pretrain_gflops: objective name -> the run's measured training compute in GFLOP (its logged
     `train/gflops_total`), printed in the summary beside the compute-matched comparison.
+    online_probes: pretrained encoder name -> its run's online_probe.csv, drawn as one figure of probe
+    metric vs pretraining step with the random-init and pixel-statistics references.
     missing_predictions: "error" (default) stops when a record names a predictions CSV that does not
     exist; "skip" leaves that figure out and lists it in the summary.
     Returns {"markdown", "html", "figures": [paths], "complete": bool, "tables": {key: {"title",
@@ -269,6 +272,13 @@ def build_report(
         figs.add(
             "Pretraining loss per objective",
             plots.plot_loss_curves(pretrain_curves, figs.path("pretrain_loss")),
+        )
+    if online_probes:
+        figs.add(
+            "Online probes during pretraining (closed-form probe on a fixed labelled subset, validation)",
+            plots.plot_online_probes(
+                {k: Path(v) for k, v in online_probes.items()}, figs.path("online_probes")
+            ),
         )
     if extra_figures:
         _copy_extra(extra_figures, figs)

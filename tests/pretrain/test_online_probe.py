@@ -27,6 +27,7 @@ from echojepa.pretrain.online_probe import (
     OnlineProbeInputError,
     ProbeTask,
     build_online_probe,
+    history_csv,
 )
 
 from .helpers import tiny_cfg, trainer
@@ -304,3 +305,40 @@ def test_every_shipped_online_probe_config_parses():
     cfg = OnlineProbeConfig.from_dict(raw)
     assert cfg.enabled and set(cfg.tasks) == {"view", "ef"}
     assert Path(CONF_DIR / "online_probe" / "real.yaml").exists()
+
+
+# ----------------------------------------------------------------------------- the report figure
+
+
+def _history(offset: float) -> list[dict]:
+    rows = [
+        {"step": s, "source": "target", "view_acc": 0.3 + offset + s / 1000, "ef_mae": 9 - s / 100}
+        for s in (0, 100, 200)
+    ]
+    rows[0].update(seconds=0.5, cost_frac=0.04)
+    rows += [
+        {"step": 0, "source": "random_init", "view_acc": 0.5, "ef_mae": 8.0},
+        {"step": 0, "source": "pixel_stats", "view_acc": 0.7 + offset, "ef_mae": 4.0},
+        {"step": 0, "source": "trivial", "view_acc": 0.2, "ef_mae": 9.0},
+    ]
+    return rows
+
+
+def test_the_report_draws_the_csv_the_callback_writes(tmp_path):
+    from report.helpers import full_store  # tests/ is on sys.path (rootdir packages)
+    from report.test_plots import assert_png
+
+    from echojepa.report.build import build_report
+    from echojepa.report.plots import read_online_probe_csv
+
+    runs = {}
+    for name, offset in (("jepa", 0.0), ("mae", 0.05)):
+        runs[name] = tmp_path / f"{name}.csv"
+        runs[name].write_text(history_csv(_history(offset)))
+    curves, refs = read_online_probe_csv(runs["jepa"])
+    assert curves["view_acc"][0].tolist() == [0, 100, 200] and set(curves) == {"view_acc", "ef_mae"}
+    assert refs["random_init"] == {"view_acc": 0.5, "ef_mae": 8.0}
+    report = build_report(full_store(tmp_path / "store"), tmp_path / "out", online_probes=runs)
+    figure = [p for p in report["figures"] if p.name == "online_probes.png"]
+    assert len(figure) == 1 and assert_png(figure[0])[0] > 0
+    assert "Online probes during pretraining" in report["markdown"].read_text()
