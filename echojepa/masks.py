@@ -5,7 +5,9 @@ ascending within each row.
 
 Determinism and resumption: the random draws of call number ``step`` come from a generator seeded by
 ``(seed, step)`` only, so ``state_dict()`` is just ``{"seed", "step"}`` and a resumed run (or a data
-worker told the step) draws exactly the masks of an uninterrupted one.
+worker told the step) draws exactly the masks of an uninterrupted one. Under data parallelism each rank
+sets ``stream`` to its rank: rank r > 0 draws from ``(seed, step, r)``, so devices do not repeat one
+another's masks (rank 0, and any single-device run, keeps ``(seed, step)``).
 """
 
 from __future__ import annotations
@@ -55,9 +57,11 @@ class _SeededByStep:
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
         self.step = 0
+        self.stream = 0  # the data-parallel rank; not saved: a resumed run gets it from its own rank
 
     def _next_rng(self) -> np.random.Generator:
-        rng = np.random.default_rng([self.seed, self.step])
+        key = [self.seed, self.step] if self.stream == 0 else [self.seed, self.step, self.stream]
+        rng = np.random.default_rng(key)
         self.step += 1
         return rng
 

@@ -92,6 +92,26 @@ def test_same_seed_same_masks_and_other_seed_other_masks():
     assert not all(torch.equal(x, y) for pa, pc in zip(ma, mc) for x, y in zip(pa, pc))
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MultiBlockMaskGenerator(GRID, [SHORT, LONG], seed=3),
+        lambda: TubeMaskGenerator(GRID, ratio=0.9, seed=3),
+    ],
+)
+def test_data_parallel_ranks_draw_different_masks_and_rank_zero_keeps_the_single_device_draws(make):
+    single, rank0, rank1 = make(), make(), make()
+    rank0.stream, rank1.stream = 0, 1
+
+    def flat(masks):
+        groups = masks if isinstance(masks[0], tuple | list) else [masks]
+        return [t for g in groups for t in g]
+
+    a, b, c = flat(single(4)), flat(rank0(4)), flat(rank1(4))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, c))
+
+
 def test_state_round_trip_resumes_the_same_mask_sequence():
     gen = MultiBlockMaskGenerator(GRID, [SHORT, LONG], seed=7)
     for _ in range(3):

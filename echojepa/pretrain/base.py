@@ -46,6 +46,10 @@ class PretrainModule(L.LightningModule):
         # resumed run continues the total instead of restarting it.
         self.gflops_total = 0.0
 
+    def on_fit_start(self) -> None:
+        # every objective draws its masks from `self.mask_generator`; ranks must not repeat each other
+        self.mask_generator.stream = int(self.global_rank)
+
     # ----- geometry -------------------------------------------------------------------------------
     @property
     def grid_size(self) -> tuple[int, int, int]:

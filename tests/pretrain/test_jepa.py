@@ -147,3 +147,11 @@ def test_gflops_total_continues_across_a_resume(tmp_path):
     resumed = build_module(cfg)
     trainer(6, tmp_path).fit(resumed, random_clips(6), ckpt_path=tmp_path / "step3.ckpt", weights_only=True)
     assert resumed.gflops_total == pytest.approx(sum(expected_gflops(cfg, 6)))
+
+
+@pytest.mark.parametrize("objective", ["jepa", "mae"])
+def test_fit_start_gives_each_data_parallel_rank_its_own_mask_stream(objective, tmp_path, monkeypatch):
+    module = build_module(tiny_cfg(objective, tmp_path))
+    monkeypatch.setattr(type(module), "global_rank", property(lambda self: 3))
+    module.on_fit_start()
+    assert module.mask_generator.stream == 3
