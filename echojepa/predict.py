@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,6 +45,7 @@ from echojepa.data.clips import ClipSpec, sample_clip_indices
 from echojepa.data.transforms import split_normalize, to_tensor_video
 from echojepa.io import NotACineError, VideoReadError, probe, read_video
 from echojepa.io.atomic import atomic_torch_save, atomic_write
+from echojepa.io.weights import read_weights_file
 from echojepa.models.checkpoint import load_state_dict_strict
 from echojepa.paths import CONF_DIR
 from echojepa.probe.backbones import (
@@ -245,22 +245,7 @@ def _read_bundle(path: Path) -> dict[str, Any]:
     to load untrusted files with ``weights_only=False``)."""
     if not path.exists():
         raise FileNotFoundError(f"model bundle {path} does not exist")
-    if not path.is_file():
-        raise BundleError(f"{path}: model bundle path is not a file")
-    if path.stat().st_size == 0:
-        raise BundleError(f"{path}: model bundle file is empty (0 bytes)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise BundleError(
-            f"{path}: refused, it holds Python objects besides tensors and plain data, so it is not a "
-            "weights-only model bundle"
-        ) from exc
-    except Exception as exc:  # zip, pickle and storage errors alike: the bytes are not a torch file
-        raise BundleError(
-            f"{path}: not a readable model bundle (truncated, corrupt or another format: "
-            f"{type(exc).__name__})"
-        ) from exc
+    ckpt = read_weights_file(path, "model bundle", error=BundleError)
     if not isinstance(ckpt, dict) or ckpt.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path} is not an echojepa model bundle (make one with make_bundle)")
     if ckpt.get("version") != BUNDLE_VERSION:

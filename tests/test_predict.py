@@ -222,7 +222,7 @@ def test_loading_refuses_missing_bundles_probes_and_weights(world, tmp_path):
     with pytest.raises(BundleError, match="no backbone weights"):
         Predictor.from_bundle(tmp_path / "no_weights.bundle")
     (tmp_path / "junk.bundle").write_bytes(b"junk")
-    with pytest.raises(BundleError, match="not a readable model bundle"):
+    with pytest.raises(BundleError, match="not a readable torch file"):
         Predictor.from_bundle(tmp_path / "junk.bundle")
     with pytest.raises(BundleError, match="missing"):
         make_bundle(tmp_path / "y.bundle", world["cfg"], {"view": world["root"] / "view_A4C.pt"})

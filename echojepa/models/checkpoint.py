@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from echojepa.io.atomic import atomic_torch_save
+from echojepa.io.weights import read_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +97,7 @@ def export_reference_checkpoint(
 
 def load_reference_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint on CPU with ``weights_only=True``; anything needing code to unpickle is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"{path}: refused, it is not a plain weights file (weights-only load failed: {e})"
-        ) from e
-    except (RuntimeError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({e})") from e
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
-    return ckpt
+    return read_weights_file(path, "checkpoint")
 
 
 def strip_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from echojepa.data.preprocess import Preprocess, preprocess_from_config
+from echojepa.io.weights import read_weights_file
 from echojepa.models.checkpoint import (
     CheckpointMismatchError,
     load_state_dict_strict,
@@ -67,30 +67,9 @@ class BackboneMismatchError(BackboneError, CheckpointMismatchError):
     """A weights file whose state dict does not fit the backbone (missing, unexpected, mis-shaped keys)."""
 
 
-def read_weights_file(path: Path, what: str = "backbone weights") -> dict[str, Any]:
-    """A weights file as a dict, loaded on CPU with ``weights_only=True``; BackboneError naming the file
-    when it is missing, empty, truncated, corrupt, needs code to unpickle, or is not a dict."""
-    if not path.exists():
-        raise BackboneError(f"{path}: {what} file not found")
-    if not path.is_file():
-        raise BackboneError(f"{path}: {what} path is not a file")
-    if path.stat().st_size == 0:
-        raise BackboneError(f"{path}: {what} file is empty (0 bytes)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise BackboneError(
-            f"{path}: {what} file refused: it holds Python objects besides tensors, so it is not a "
-            "plain weights file"
-        ) from exc
-    except Exception as exc:  # zip, pickle and storage errors alike: the bytes are not a torch file
-        raise BackboneError(
-            f"{path}: {what} file is not a readable torch file (truncated, corrupt or another format: "
-            f"{type(exc).__name__})"
-        ) from exc
-    if not isinstance(obj, Mapping):
-        raise BackboneError(f"{path}: {what} file holds a {type(obj).__name__}, expected a dict of weights")
-    return dict(obj)
+def read_backbone_weights(path: Path, what: str = "backbone weights") -> dict[str, Any]:
+    """A weights file as a dict (weights-only); BackboneError naming the file when it cannot be used."""
+    return read_weights_file(path, what, error=BackboneError)
 
 
 def _preprocess(cfg: Mapping[str, Any], **fill: Any) -> Preprocess:
@@ -257,7 +236,7 @@ def _encoder_state(
 def _build_pretrained_vit(cfg: Mapping[str, Any], default_repeat_layout: bool | None) -> Backbone:
     path = _checkpoint_path(cfg, "checkpoint")
     which = str(cfg.get("which") or "target_encoder")
-    state, hparams = _encoder_state(read_weights_file(path, "checkpoint"), which, path)
+    state, hparams = _encoder_state(read_backbone_weights(path, "checkpoint"), which, path)
     if cfg.get("model") is None and hparams is not None and "encoder" in hparams:
         # A Lightning checkpoint of our pretraining records its own encoder config.
         absent = [k for k in ("img_size", "num_frames") if k not in hparams]
@@ -393,7 +372,7 @@ def _weights_state(cfg: Mapping[str, Any]) -> tuple[dict[str, Tensor], Path] | N
             )
         return None
     path = _checkpoint_path(cfg, "weights")
-    ckpt = read_weights_file(path, f"{cfg['kind']} weights")
+    ckpt = read_backbone_weights(path, f"{cfg['kind']} weights")
     for wrapper in ("weights", "state_dict", "model"):  # common wrappers around the state dict
         if wrapper in ckpt and isinstance(ckpt[wrapper], Mapping):
             ckpt = ckpt[wrapper]

@@ -96,7 +96,7 @@ def test_missing_bundle_and_usage_errors_exit_2(setup, capsys, tmp_path):
     assert _run(capsys, "--checkpoint", str(setup["bundle"]))[0] == 2  # no FILE
     (tmp_path / "junk.bundle").write_bytes(b"junk")
     code, _, err = _run(capsys, str(setup["files"][0]), "--checkpoint", str(tmp_path / "junk.bundle"))
-    assert code == 2 and "not a readable model bundle" in err
+    assert code == 2 and "not a readable torch file" in err
     code, _, err = _run(
         capsys, str(setup["files"][0]), "--checkpoint", str(setup["bundle"]), "--device", "nope"
     )

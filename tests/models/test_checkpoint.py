@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from echojepa.io.weights import WeightsFileError
 from echojepa.models.checkpoint import (
     CheckpointMismatchError,
     export_reference_checkpoint,
@@ -81,7 +82,7 @@ def test_pickled_custom_object_is_refused(tmp_path):
 
 
 def test_missing_file_and_missing_entry_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.pt"):
+    with pytest.raises(WeightsFileError, match="nope.pt"):
         load_reference_checkpoint(tmp_path / "nope.pt")
     enc, _, _ = tiny_models()
     with pytest.raises(ValueError, match="no model entry 'target_encoder'"):
