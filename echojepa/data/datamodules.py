@@ -17,6 +17,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from echojepa.data.clips import ClipSpec
+from echojepa.data.datasets import DatasetError
 from echojepa.data.index import SPLITS, DatasetIndex, Record
 from echojepa.data.torchdata import EpochShuffleSampler, VideoClipDataset, collate_clips, worker_init
 from echojepa.data.transforms import build_transform
@@ -120,7 +121,10 @@ class VideoDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         train = self._records(self.train_splits)
         if not train:
-            raise ValueError(f"no records in split(s) {self.train_splits} of {self._load_index().root}")
+            raise DatasetError(
+                self._load_index().root, f"no records in the training split(s) {', '.join(self.train_splits)}"
+            )
+        self._check_fills_a_batch(len(train), replicas=1)
         self.train_set = VideoClipDataset(
             train,
             self.spec,
@@ -140,6 +144,14 @@ class VideoDataModule(L.LightningDataModule):
             if val
             else None
         )
+
+    def _check_fills_a_batch(self, videos: int, replicas: int) -> None:
+        if videos // replicas < self.batch_size:
+            raise DatasetError(
+                self._load_index().root,
+                f"{videos} training videos over {replicas} replica(s) cannot fill one batch of "
+                f"{self.batch_size} (the last incomplete batch is dropped)",
+            )
 
     def _replicas(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -164,12 +176,7 @@ class VideoDataModule(L.LightningDataModule):
             self.setup("fit")
         assert self.train_set is not None
         replicas, rank = self._replicas()
-        per_replica = len(self.train_set) // replicas
-        if per_replica < self.batch_size:
-            raise ValueError(
-                f"{len(self.train_set)} training videos over {replicas} replica(s) cannot fill one batch of "
-                f"{self.batch_size} (the last incomplete batch is dropped)"
-            )
+        self._check_fills_a_batch(len(self.train_set), replicas)
         sampler = EpochShuffleSampler(
             self.train_set, replicas, rank, shuffle=True, seed=self.seed, drop_last=True
         )

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 
 from echojepa.config import config_hash
+from echojepa.data.datasets import DatasetError
 from echojepa.io.atomic import atomic_write_text
 from echojepa.models.checkpoint import (
     export_reference_checkpoint,
@@ -23,6 +24,8 @@ from echojepa.models.checkpoint import (
 )
 from echojepa.pretrain.build import build_logger, build_module, build_trainer
 from echojepa.pretrain.data import build_datamodule
+from echojepa.pretrain.inputs import PretrainInputError, check_run_inputs
+from echojepa.synth.ensure import NotASyntheticWorldError
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +73,20 @@ def full_state_dict(module: torch.nn.Module | None) -> dict[str, torch.Tensor] |
 
 
 def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Run pretraining; returns a summary (also written to run_dir/summary.json on rank 0)."""
+    """Run pretraining; returns a summary (also written to run_dir/summary.json on rank 0).
+
+    Bad user input (an option, `ckpt_path`, the dataset) raises PretrainInputError before any model is
+    built or anything is written under `run_dir`.
+    """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_inputs(cfg)  # options and checkpoints first: no data indexed, nothing built or written
     L.seed_everything(cfg.get("seed", 0), workers=True)
-    datamodule = build_datamodule(cfg)
+    try:
+        datamodule = build_datamodule(cfg)
+        datamodule.setup("fit")  # index now: a bad table or an empty train split refuses the run here
+    except (DatasetError, NotASyntheticWorldError) as exc:
+        raise PretrainInputError(str(exc)) from None
+    run_dir.mkdir(parents=True, exist_ok=True)
     module = build_module(cfg)
     if cfg.get("init_from"):
         allow = bool(cfg.get("init_allow_partial", False))

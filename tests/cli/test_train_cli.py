@@ -136,3 +136,115 @@ def test_slurm_path_with_the_submitit_local_launcher_runs_a_two_job_multirun(syn
     summaries = sorted((tmp_path / "runs").rglob("summary.json"))
     assert len(summaries) == 2
     assert all(json.loads(p.read_text())["steps"] == 2 for p in summaries)
+
+
+# ----- refused input: one stderr line naming the file or option, exit 2, no run folder ----------------
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def _bad_checkpoints(folder: Path) -> dict[str, Path]:
+    """One checkpoint per way a resume can be wrong."""
+    import pickle
+
+    folder.mkdir()
+    lightning_like = {"pytorch-lightning_version": "2.6.0", "state_dict": {"w": torch.zeros(4096)}}
+    bad = {name: folder / f"{name}.ckpt" for name in ("missing", "empty", "truncated", "garbage")}
+    bad["empty"].write_bytes(b"")
+    torch.save(lightning_like, bad["truncated"])
+    bad["truncated"].write_bytes(bad["truncated"].read_bytes()[:5000])  # a write cut short
+    bad["garbage"].write_bytes(bytes(range(256)) * 8)
+    bad["reference"] = folder / "reference.pt"  # the exported encoder layout, not a training checkpoint
+    torch.save({"encoder": {"module.backbone.w": torch.zeros(2)}, "epoch": 1}, bad["reference"])
+    bad["tensor"] = folder / "tensor.pt"
+    torch.save(torch.zeros(3), bad["tensor"])
+    bad["code"] = folder / "code.ckpt"
+    with open(bad["code"], "wb") as f:
+        torch.save({**lightning_like, "x": _Evil()}, f, pickle_module=pickle)
+    bad["half_sharded"] = folder / "last.ckpt"  # an FSDP checkpoint folder whose write was killed
+    bad["half_sharded"].mkdir()
+    (bad["half_sharded"] / "__0_0.distcp").write_bytes(b"\0" * 64)
+    return bad
+
+
+def _refused(monkeypatch, capsys, tmp_path: Path, *overrides: str) -> str:
+    """Run `echojepa-train` in this process; it must exit 2 with one stderr line and leave no run folder."""
+    from echojepa.cli import train
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("ECHOJEPA_RUNS", str(runs))
+    monkeypatch.setattr(sys, "argv", ["echojepa-train", *overrides, "hydra/job_logging=disabled"])
+    with pytest.raises(SystemExit) as exc:
+        train.main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("echojepa-train: "), err
+    assert "weights_only" not in err and "Traceback" not in err
+    assert not [p for p in runs.rglob("*") if p.is_file()], "a refused run left files behind"
+    return err
+
+
+@pytest.mark.parametrize(
+    "kind,reason",
+    [
+        ("missing", "no such file"),
+        ("empty", "empty file"),
+        ("truncated", "truncated"),
+        ("garbage", "not a PyTorch checkpoint"),
+        ("reference", "init_from="),
+        ("tensor", "not a Lightning training checkpoint"),
+        ("code", "weights-only load refuses"),
+        ("half_sharded", "not a complete sharded checkpoint"),
+    ],
+)
+def test_a_bad_resume_checkpoint_is_one_line_naming_it_before_any_data_or_model(
+    synth_world, tmp_path, monkeypatch, capsys, kind, reason
+):
+    ckpt = _bad_checkpoints(tmp_path / "ckpts")[kind]
+    monkeypatch.setattr("echojepa.pretrain.run.build_datamodule", lambda cfg: pytest.fail("indexed data"))
+    err = _refused(monkeypatch, capsys, tmp_path, *_tiny_overrides(synth_world), f"ckpt_path={ckpt}")
+    assert err.startswith(f"echojepa-train: {ckpt}: ") and reason in err
+
+
+def test_a_sharded_checkpoint_without_fsdp_names_the_trainer_to_use(
+    synth_world, tmp_path, monkeypatch, capsys
+):
+    folder = tmp_path / "last.ckpt"
+    folder.mkdir()
+    torch.save({"pytorch-lightning_version": "2.6.0", "epoch": 0}, folder / "meta.pt")
+    (folder / ".metadata").write_bytes(b"\0")
+    err = _refused(monkeypatch, capsys, tmp_path, *_tiny_overrides(synth_world), f"ckpt_path={folder}")
+    assert "trainer=fsdp" in err
+
+
+def test_a_non_integer_max_steps_is_one_line_naming_the_option(synth_world, tmp_path, monkeypatch, capsys):
+    err = _refused(monkeypatch, capsys, tmp_path, *_tiny_overrides(synth_world), "trainer.max_steps=abc")
+    assert "trainer.max_steps" in err and "'abc'" in err
+
+
+def test_an_empty_train_split_is_one_line_naming_the_table_before_any_model(
+    synth_world, tmp_path, monkeypatch, capsys
+):
+    videos = sorted((synth_world / "echonet_dynamic" / "Videos").iterdir())[:2]
+    table = tmp_path / "index.csv"
+    table.write_text("path,split\n" + "".join(f"{v},val\n" for v in videos))
+    monkeypatch.setattr("echojepa.pretrain.run.build_module", lambda cfg: pytest.fail("built a model"))
+    overrides = [o for o in _tiny_overrides(synth_world) if not o.lstrip("~").startswith("data.")]
+    err = _refused(
+        monkeypatch, capsys, tmp_path, *overrides, "data=csv", f"data.root={table}", "data.num_workers=0"
+    )
+    assert err.startswith(f"echojepa-train: {table}: ") and "no records in the training split" in err
+
+
+def test_the_entry_point_exits_2_with_one_line_and_no_run_folder(tmp_path):
+    bad = tmp_path / "truncated.ckpt"
+    bad.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    r = _run(f"ckpt_path={bad}", "logger=csv", cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [
+        f"echojepa-train: {bad}: " + r.stderr.split(f"{bad}: ", 1)[1].strip()
+    ]
+    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
