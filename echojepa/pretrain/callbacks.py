@@ -106,7 +106,9 @@ def _load_problem(path: Path) -> tuple[str | None, Any]:
     except pickle.UnpicklingError:
         return "holds pickled objects that a weights-only load refuses", None
     except (RuntimeError, OSError, EOFError, ValueError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        # torch's own text at most as a short first line, and never its advice to load unsafely
+        reason = text.splitlines()[0][:160] if text and "weights_only" not in text else type(exc).__name__
         return f"unreadable PyTorch checkpoint ({reason})", None
     return None, obj
 
