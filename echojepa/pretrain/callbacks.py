@@ -4,9 +4,7 @@ FSDP2 sharded folders), checks of a checkpoint before a resume, and the data pos
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.strategies import ModelParallelStrategy
 
 from echojepa.io.atomic import atomic_torch_save, fsync_dir
+from echojepa.io.weights import weights_file_problem
 
 # A sharded (FSDP2) checkpoint folder: Lightning's non-tensor state and the distributed checkpoint's
 # index, both written after the shards.
@@ -94,25 +93,6 @@ def publish_folder(staging: Path, path: Path) -> None:
     _remove(aside)
 
 
-def _load_problem(path: Path) -> tuple[str | None, Any]:
-    """(why `path` cannot be read as a torch checkpoint or None, what it holds). Reads only the
-    pickled structure: tensors stay memory-mapped, so this is cheap for any checkpoint size."""
-    if path.stat().st_size == 0:
-        return "empty file", None
-    if not zipfile.is_zipfile(path):
-        return "truncated or not a PyTorch checkpoint (no complete zip archive)", None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError:
-        return "holds pickled objects that a weights-only load refuses", None
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError) as exc:
-        text = str(exc).strip()
-        # torch's own text at most as a short first line, and never its advice to load unsafely
-        reason = text.splitlines()[0][:160] if text and "weights_only" not in text else type(exc).__name__
-        return f"unreadable PyTorch checkpoint ({reason})", None
-    return None, obj
-
-
 def checkpoint_problem(path: str | os.PathLike[str]) -> str | None:
     """Why `path` is not a Lightning training checkpoint to resume from (a file, or an FSDP2 sharded
     folder), or None when it is one. The reason is short, for a one-line message after the path."""
@@ -129,11 +109,11 @@ def checkpoint_problem(path: str | os.PathLike[str]) -> str | None:
         missing = [n for n in (SHARDED_META, SHARDED_INDEX) if not (path / n).is_file()]
         if missing:
             return f"a folder but not a complete sharded checkpoint (no {' or '.join(missing)})"
-        problem, obj = _load_problem(path / SHARDED_META)
+        problem, obj = weights_file_problem(path / SHARDED_META, mmap=True)
         if problem:
             return f"{SHARDED_META}: {problem}"
     else:
-        problem, obj = _load_problem(path)
+        problem, obj = weights_file_problem(path, mmap=True)
         if problem:
             return problem
     if not isinstance(obj, dict) or LIGHTNING_KEY not in obj:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from echojepa.data.index import SPLITS
+from echojepa.io.weights import read_weights_file
 from echojepa.pretrain.callbacks import checkpoint_problem
 
 
@@ -75,8 +76,13 @@ def check_checkpoints(cfg: dict[str, Any]) -> None:
                 f"{path}: a sharded (FSDP) checkpoint folder; resume it with trainer=fsdp or trainer=fsdp_cpu"
             )
     init = cfg.get("init_from")
-    if init is not None and not (str(init).strip() and Path(init).is_file()):
-        raise PretrainInputError(f"{init or 'init_from'}: init_from is not a file")
+    if init is not None:
+        if not str(init).strip():
+            raise PretrainInputError(
+                "init_from: empty; give released weights to start from, or leave it null"
+            )
+        # memory-mapped: only the pickled structure is read here; the import checks the layout strictly
+        read_weights_file(init, "init_from", error=PretrainInputError, mmap=True)
 
 
 def check_run_inputs(cfg: dict[str, Any]) -> None:

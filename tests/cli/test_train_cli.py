@@ -191,12 +191,12 @@ def _refused(monkeypatch, capsys, tmp_path: Path, *overrides: str) -> str:
     "kind,reason",
     [
         ("missing", "no such file"),
-        ("empty", "empty file"),
+        ("empty", "empty"),
         ("truncated", "truncated"),
-        ("garbage", "not a PyTorch checkpoint"),
+        ("garbage", "not a readable torch file"),
         ("reference", "init_from="),
         ("tensor", "not a Lightning training checkpoint"),
-        ("code", "weights-only load refuses"),
+        ("code", "refused"),
         ("half_sharded", "not a complete sharded checkpoint"),
     ],
 )
@@ -218,6 +218,18 @@ def test_a_sharded_checkpoint_without_fsdp_names_the_trainer_to_use(
     (folder / ".metadata").write_bytes(b"\0")
     err = _refused(monkeypatch, capsys, tmp_path, *_tiny_overrides(synth_world), f"ckpt_path={folder}")
     assert "trainer=fsdp" in err
+
+
+@pytest.mark.parametrize("kind,reason", [("missing", "not found"), ("garbage", "not a readable torch file")])
+def test_a_bad_init_from_file_is_one_line_naming_it_before_any_data_or_model(
+    synth_world, tmp_path, monkeypatch, capsys, kind, reason
+):
+    init = tmp_path / f"{kind}.pt"
+    if kind == "garbage":
+        init.write_bytes(b"not weights")
+    monkeypatch.setattr("echojepa.pretrain.run.build_datamodule", lambda cfg: pytest.fail("indexed data"))
+    err = _refused(monkeypatch, capsys, tmp_path, *_tiny_overrides(synth_world), f"init_from={init}")
+    assert err.startswith(f"echojepa-train: {init}: init_from") and reason in err
 
 
 def test_a_non_integer_max_steps_is_one_line_naming_the_option(synth_world, tmp_path, monkeypatch, capsys):
