@@ -5,26 +5,39 @@ Every protocol trains its probe heads on a training split, chooses ONE head on t
 and only then touches the test split; the test split never feeds a choice. Each evaluation becomes a
 results record (echojepa.probe.results) with bootstrap CIs over patients, plus a trivial-baseline record
 (train mean / majority class) for the same condition so every table carries the floor.
+
+Saved probes (``probe_checkpoint=``): every protocol that evaluates one probe per condition honours the
+option (standard, multi-view, robustness, pediatric transfer) and evaluates the saved probe instead of
+training one, after checking it was trained for this backbone, task, label, task kind, output size
+(and classes) with a probe of the right kind; its records are named apart from training records.
+sample_efficiency trains one probe per fraction and seed and refuses the option.
+
+Augmented training views (``probe.aug_views`` = k > 0): the train split is cached k times with the
+training transform, and epoch e trains on view ``aug_view_for_epoch(e, k, seed)``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from torch.utils.data import DataLoader, Dataset
 
 from echojepa.probe.backbones import Backbone
-from echojepa.probe.features import FeatureCache
+from echojepa.probe.errors import ProbeInputError
+from echojepa.probe.features import FeatureCache, aug_view_for_epoch
 from echojepa.probe.heads import (
     ProbeBank,
+    ProbeCheckpointError,
     ProbeTask,
     TrainResult,
     build_probe_bank,
+    check_probe_fits,
     load_probe,
     predict,
     probe_schedule,
@@ -44,6 +57,8 @@ from echojepa.probe.taskdata import (
 )
 
 log = logging.getLogger(__name__)
+
+SINGLE_VIEW_PROBES = frozenset({"attentive", "linear", "mlp"})
 
 
 @dataclass
@@ -113,9 +128,24 @@ def _bank_cfg(probe: Mapping[str, Any], task: Mapping[str, Any], kind: str | Non
     return cfg
 
 
+def train_loaders(
+    views: Sequence[Dataset], batch_size: int, seed: int, multiview: bool = False
+) -> Callable[[int], DataLoader]:
+    """epoch -> the shuffled loader the probe trains on in that epoch: over the one training view, or,
+    with several cached augmented views, over view ``aug_view_for_epoch(epoch, len(views), seed)``."""
+    if not views:
+        raise ValueError("no training view")
+
+    def for_epoch(epoch: int) -> DataLoader:
+        v = aug_view_for_epoch(epoch, len(views), seed) if len(views) > 1 else 0
+        return loader(views[v], batch_size, True, seed * 1000 + epoch, multiview)
+
+    return for_epoch
+
+
 def fit(
     ctx: Context,
-    train_inputs,
+    train_views: Sequence[Dataset],
     val_inputs,
     train_target: np.ndarray,
     *,
@@ -123,7 +153,8 @@ def fit(
     kind: str | None = None,
     views: list[str] | None = None,
 ) -> tuple[ProbeBank, ProbeTask, TrainResult]:
-    """Train every head of the grid in one pass; the head is chosen on validation inside."""
+    """Train every head of the grid in one pass (one training view per epoch, see ``train_loaders``);
+    the head is chosen on validation inside."""
     multiview = kind in ("multiview", "late_fusion")
     ptask = probe_task(ctx.task, train_target)
     bank = build_probe_bank(
@@ -132,7 +163,7 @@ def fit(
     bs = int(ctx.probe.get("batch_size", 32))
     result = train_probe_bank(
         bank,
-        lambda epoch: loader(train_inputs, bs, True, seed * 1000 + epoch, multiview),
+        train_loaders(train_views, bs, seed, multiview),
         loader(val_inputs, bs, False, seed, multiview),
         ptask,
         int(ctx.probe["epochs"]),
@@ -189,6 +220,57 @@ def _prediction_columns(
     return cols
 
 
+@dataclass
+class SavedProbe:
+    """A probe loaded from ``probe_checkpoint`` (see ``saved_probe``)."""
+
+    path: str
+    bank: ProbeBank
+    task: ProbeTask
+    meta: dict[str, Any]
+
+    @property
+    def result(self) -> SimpleNamespace:
+        # the head chosen on validation when the probe was trained, carried by its checkpoint
+        chosen = {**self.meta["chosen"], "loaded_from": self.path}
+        return SimpleNamespace(best_head=int(self.meta["chosen_head"]), chosen=chosen)
+
+    @property
+    def seed(self) -> int:  # the seed the probe was trained with: its records carry it
+        return int(self.meta["seed"])
+
+
+def _dataset_id(td: TaskData) -> str:
+    """How a probe's training dataset is named in its checkpoint (resolved root)."""
+    return str(Path(td.cfg["root"]).resolve())
+
+
+def saved_probe(
+    ctx: Context, probe_kinds: frozenset[str] = SINGLE_VIEW_PROBES, **expect: Any
+) -> SavedProbe | None:
+    """The probe named by ``probe_checkpoint`` (None when unset), refused (ProbeCheckpointError, one
+    line) when missing or unreadable, or unless it was trained on this backbone for this task, label,
+    task kind and output size (and classes), with a probe of one of ``probe_kinds``; ``expect`` adds
+    checks (see ``check_probe_fits``)."""
+    path = ctx.cfg.get("probe_checkpoint")
+    if not path:
+        return None
+    bank, ptask, meta = load_probe(path)
+    task = ctx.task
+    need: dict[str, Any] = {
+        "backbone_identity": ctx.backbone.identity(),
+        "task": task["name"],
+        "label": task["label"],
+        "task_kind": task["kind"],
+        "out_dim": 1 if task["kind"] == "regression" else len(task["classes"]),
+        "probe_kind": probe_kinds,
+    }
+    if task["kind"] == "classification":
+        need["class_names"] = list(task["classes"])
+    check_probe_fits(path, bank, ptask, meta, {**need, **expect})
+    return SavedProbe(str(path), bank, ptask, meta)
+
+
 def record(
     ctx: Context,
     *,
@@ -200,16 +282,25 @@ def record(
     target: np.ndarray,
     patients: list[str],
     ids: list[str],
-    result: TrainResult | None,
+    result: TrainResult | SimpleNamespace | None,
     backbone: str | None = None,
     kind: str | None = None,
     bank: ProbeBank | None = None,
     ptask: ProbeTask | None = None,
     extra: Mapping[str, Any] | None = None,
+    train_dataset: str | None = None,
+    probe_meta: Mapping[str, Any] | None = None,
+    saved: SavedProbe | None = None,
 ) -> Path:
+    """Write one results record; with ``bank`` (and no ``saved`` probe) also save the probe checkpoint,
+    its meta naming what reuse checks: backbone, task, label, seed, training dataset, chosen head
+    (plus ``probe_meta``). Records of a ``saved`` probe point at its checkpoint and are named apart."""
     ckpt = None
     name = backbone or ctx.backbone.name
-    if bank is not None and ptask is not None and result is not None:
+    if saved is not None:
+        ckpt = saved.path if bank is not None else None  # a trivial floor has no probe
+        extra = {**(extra or {}), "probe_trained_on": saved.meta["train_dataset"]}
+    elif bank is not None and ptask is not None and result is not None:
         ckpt_path = ctx.store / "probes" / ctx.task["name"] / name / f"{protocol}-{condition}-seed{seed}.pt"
         save_probe(
             ckpt_path,
@@ -219,13 +310,17 @@ def record(
                 "backbone": name,
                 "backbone_identity": ctx.backbone.identity(),
                 "task": ctx.task["name"],
+                "label": ctx.task["label"],
                 "protocol": protocol,
                 "condition": condition,
+                "seed": int(seed),
+                "train_dataset": train_dataset,
                 "chosen_head": result.best_head,
                 "chosen": result.chosen,
                 "preprocess": vars(ctx.backbone.preprocess)
                 if hasattr(ctx.backbone.preprocess, "__dict__")
                 else {},
+                **(probe_meta or {}),
             },
         )
         ckpt = str(ckpt_path)
@@ -245,6 +340,7 @@ def record(
         probe_checkpoint=ckpt,
         extra=extra,
         n=len(target),
+        evaluation_of=saved.path if saved is not None else None,
     )
     ctx.written.append(path)
     log.info("wrote %s", path)
@@ -262,6 +358,7 @@ def trivial(
     patients: list[str],
     ids: list[str],
     seed: int = 0,
+    saved: SavedProbe | None = None,
 ) -> Path:
     """The floor every table carries: train mean (regression) or majority class (classification)."""
     if ctx.task["kind"] == "regression":
@@ -283,6 +380,7 @@ def trivial(
         result=None,
         backbone="trivial",
         kind="trivial",
+        saved=saved,  # written by an evaluation run: named apart like its probe's record
     )
 
 
@@ -306,20 +404,37 @@ def _test_inputs(
     return data, SingleViewInputs(data, y, groups)
 
 
+def _train_views(ctx: Context, td: TaskData, mode: str = "center") -> list[SplitData]:
+    """The train split as the probe sees it: one deterministic view, or with ``probe.aug_views`` = k > 0,
+    k cached augmented views (training transform; view v draws its randomness as dataset epoch v)."""
+    k = ctx.probe.get("aug_views") or 0
+    if not isinstance(k, int) or k < 0:
+        raise ProbeInputError(f"probe.aug_views must be an integer >= 0 (0: no augmented views), got {k!r}")
+    if k == 0:
+        return [td.split("train", mode=mode)]
+    return [td.split("train", mode=mode, aug_view=v) for v in range(k)]
+
+
 def _train_val(
     ctx: Context, td: TaskData, train_filter=None
-) -> tuple[SingleViewInputs, SingleViewInputs, np.ndarray]:
-    train = td.split("train")
+) -> tuple[list[SingleViewInputs], SingleViewInputs, np.ndarray]:
+    views = _train_views(ctx, td)
+    y_all = targets(views[0].records, ctx.task)  # every view holds the same records in the same order
     if train_filter is not None:
-        keep = train_filter(train)
-        y_all = targets(train.records, ctx.task)
-        inputs = SingleViewInputs(train, y_all, [(i, list(range(int(train.num_clips[i])))) for i in keep])
+        keep = train_filter(views[0])
+        inputs = [
+            SingleViewInputs(v, y_all, [(i, list(range(int(v.num_clips[i])))) for i in keep]) for v in views
+        ]
         y = y_all[keep]
     else:
-        y = targets(train.records, ctx.task)
-        inputs = SingleViewInputs(train, y)
+        inputs, y = [SingleViewInputs(v, y_all) for v in views], y_all
     val = td.split("val")
     return inputs, SingleViewInputs(val, targets(val.records, ctx.task)), y
+
+
+def _train_targets(ctx: Context, td: TaskData) -> np.ndarray:
+    """Targets of the usable train records (the trivial floor next to a saved probe: no features needed)."""
+    return targets(td.usable("train")[0], ctx.task)
 
 
 def _evaluate(
@@ -337,6 +452,8 @@ def _evaluate(
     train_target: np.ndarray,
     save: bool = True,
     extra: Mapping[str, Any] | None = None,
+    train_dataset: str | None = None,
+    saved: SavedProbe | None = None,
 ) -> None:
     y = targets(data.records, ctx.task)
     pred = _predict_items(bank, ptask, inputs, result.best_head, len(y))
@@ -353,36 +470,33 @@ def _evaluate(
         seed=seed,
         pred=pred,
         result=result,
-        bank=bank if save else None,
+        bank=bank if save or saved is not None else None,
         ptask=ptask,
         extra=extra,
+        train_dataset=train_dataset,
+        saved=saved,
         **common,
     )
-    trivial(ctx, train_target=train_target, seed=seed, **common)
+    trivial(ctx, train_target=train_target, seed=seed, saved=saved, **common)
+
+
+def _probe_or_fit(ctx: Context, td: TaskData, saved: SavedProbe | None):
+    """(bank, task, result, train targets, seed): the saved probe, or one trained on ``td`` now."""
+    if saved is not None:
+        return saved.bank, saved.task, saved.result, _train_targets(ctx, td), saved.seed
+    seed = int(ctx.cfg.get("seed", 0))
+    train_in, val_in, train_y = _train_val(ctx, td)
+    bank, ptask, result = fit(ctx, train_in, val_in, train_y, seed=seed)
+    return bank, ptask, result, train_y, seed
 
 
 # ----- protocols ------------------------------------------------------------------------------------------
 def standard(ctx: Context) -> None:
     if ctx.task.get("multiview"):
         return multiview_standard(ctx)
-    seed = int(ctx.cfg.get("seed", 0))
     td = ctx.data("internal")
-    if ctx.cfg.get("probe_checkpoint"):
-        bank, ptask, meta = load_probe(ctx.cfg["probe_checkpoint"])
-        if meta.get("backbone_identity") != ctx.backbone.identity():
-            raise ValueError(
-                f"{ctx.cfg['probe_checkpoint']}: trained on another backbone "
-                f"({meta.get('backbone')}); refusing to evaluate it on {ctx.backbone.name}"
-            )
-        train_y = targets(td.split("train").records, ctx.task)
-        # the head chosen on validation when the probe was trained, carried by its checkpoint
-        result = SimpleNamespace(
-            best_head=int(meta["chosen_head"]),
-            chosen={**meta["chosen"], "loaded_from": ctx.cfg["probe_checkpoint"]},
-        )
-    else:
-        train_in, val_in, train_y = _train_val(ctx, td)
-        bank, ptask, result = fit(ctx, train_in, val_in, train_y, seed=seed)
+    saved = saved_probe(ctx)
+    bank, ptask, result, train_y, seed = _probe_or_fit(ctx, td, saved)
     conditions = ctx.cfg["protocol"].get("conditions", ["internal"])
     for condition in conditions:
         if condition != "internal" and condition not in ctx.task["datasets"]:
@@ -401,11 +515,19 @@ def standard(ctx: Context) -> None:
             dataset=source.cfg["root"],
             seed=seed,
             train_target=train_y,
-            save=condition == "internal" and not ctx.cfg.get("probe_checkpoint"),
+            save=condition == "internal",
+            train_dataset=_dataset_id(td),
+            saved=saved,
         )
 
 
 def sample_efficiency(ctx: Context) -> None:
+    if ctx.cfg.get("probe_checkpoint"):
+        raise ProbeInputError(
+            f"probe_checkpoint={ctx.cfg['probe_checkpoint']}: the sample_efficiency protocol trains one "
+            "probe per training fraction and seed, so one saved probe cannot stand in for it "
+            "(evaluate a saved probe with protocol=standard)"
+        )
     p = ctx.cfg["protocol"]
     td = ctx.data("internal")
     train = td.split("train")
@@ -445,10 +567,9 @@ def sample_efficiency(ctx: Context) -> None:
 
 
 def robustness(ctx: Context) -> None:
-    seed = int(ctx.cfg.get("seed", 0))
     td = ctx.data("internal")
-    train_in, val_in, train_y = _train_val(ctx, td)
-    bank, ptask, result = fit(ctx, train_in, val_in, train_y, seed=seed)
+    saved = saved_probe(ctx)
+    bank, ptask, result, train_y, seed = _probe_or_fit(ctx, td, saved)
     for condition in ctx.cfg["protocol"]["conditions"]:
         data, inputs = _test_inputs(
             ctx, td, "test", degradation=None if condition == "original" else condition
@@ -466,20 +587,30 @@ def robustness(ctx: Context) -> None:
             seed=seed,
             train_target=train_y,
             save=condition == "original",
+            train_dataset=_dataset_id(td),
+            saved=saved,
         )
 
 
 def pediatric_transfer(ctx: Context) -> None:
-    seed = int(ctx.cfg.get("seed", 0))
     adult, peds = ctx.data("internal"), ctx.data("pediatric")
     data, inputs = _test_inputs(ctx, peds, "test")
     conditions = ctx.cfg["protocol"]["conditions"]
     # zero-shot: the adult probe on pediatric test; fine-tuned: a probe trained on pediatric folds
-    for condition, source in (("zero_shot", adult), ("fine_tuned", peds)):
-        if condition not in conditions:
-            continue
-        train_in, val_in, train_y = _train_val(ctx, source)
-        bank, ptask, result = fit(ctx, train_in, val_in, train_y, seed=seed)
+    plan = [("zero_shot", adult), ("fine_tuned", peds)]
+    saved = saved_probe(ctx)
+    if saved is None:
+        plan = [(c, source) for c, source in plan if c in conditions]
+    else:  # the condition follows from the data the saved probe was trained on
+        trained_on = saved.meta["train_dataset"]
+        plan = [(c, source) for c, source in plan if _dataset_id(source) == trained_on][:1]
+        if not plan:
+            raise ProbeCheckpointError(
+                f"{saved.path}: trained on {trained_on}, which is neither this task's adult "
+                f"({_dataset_id(adult)}) nor pediatric ({_dataset_id(peds)}) dataset: refusing"
+            )
+    for condition, source in plan:
+        bank, ptask, result, train_y, seed = _probe_or_fit(ctx, source, saved)
         _evaluate(
             ctx,
             bank,
@@ -493,25 +624,38 @@ def pediatric_transfer(ctx: Context) -> None:
             seed=seed,
             train_target=train_y,
             save=condition == "fine_tuned",
+            train_dataset=_dataset_id(source),
+            saved=saved,
         )
 
 
 def multiview_standard(ctx: Context) -> None:
-    """RVSP from studies: single view (A4C only), multi-view early fusion, and late fusion (ablation)."""
-    seed = int(ctx.cfg.get("seed", 0))
+    """RVSP from studies: single view (A4C only), multi-view early fusion, and late fusion (ablation).
+    With ``probe_checkpoint``: only the variant the saved probe was trained as (its checkpoint's
+    condition), checked against that variant's probe kind, views and clips per view."""
     mv = ctx.task["multiview"]
+    clips = int(mv["clips"])
     td = ctx.data("internal")
-    splits = {s: td.split(s, mode="all") for s in ("train", "val", "test")}
-    variants = [
-        ("single_view", "multiview", [mv["single_view"]]),
-        ("multi_view", "multiview", list(mv["views"])),
-        ("late_fusion", "late_fusion", list(mv["views"])),
-    ]
-    known = [v[0] for v in variants]
-    wanted = ctx.cfg["protocol"].get("multiview_conditions") or known
-    if unknown := set(wanted) - set(known):
-        raise ValueError(f"protocol.multiview_conditions: unknown {sorted(unknown)}; known: {known}")
-    for condition, kind, views in (v for v in variants if v[0] in wanted):
+    variants = {
+        "single_view": ("multiview", [mv["single_view"]]),
+        "multi_view": ("multiview", list(mv["views"])),
+        "late_fusion": ("late_fusion", list(mv["views"])),
+    }
+    wanted = ctx.cfg["protocol"].get("multiview_conditions") or list(variants)
+    if unknown := set(wanted) - set(variants):
+        raise ValueError(f"protocol.multiview_conditions: unknown {sorted(unknown)}; known: {list(variants)}")
+    saved = saved_probe(
+        ctx, frozenset(k for k, _ in variants.values()), condition=frozenset(variants), clips_per_view=clips
+    )
+    if saved is not None:  # only the variant it was trained as, with that variant's kind and views
+        kind, views = variants[saved.meta["condition"]]
+        check_probe_fits(saved.path, saved.bank, saved.task, saved.meta, {"probe_kind": kind, "views": views})
+        wanted = [saved.meta["condition"]]
+    seed = saved.seed if saved is not None else int(ctx.cfg.get("seed", 0))
+    train_views = [td.split("train", mode="all")] if saved is not None else _train_views(ctx, td, mode="all")
+    splits = {"train": train_views[0], **{s: td.split(s, mode="all") for s in ("val", "test")}}
+    for condition in (c for c in variants if c in wanted):
+        kind, views = variants[condition]
         rows = {}
         for s, data in splits.items():
             rows[s] = [
@@ -521,11 +665,16 @@ def multiview_standard(ctx: Context) -> None:
             ]
             for st in rows[s]:  # keep only this variant's views
                 st.slots = [st.slots[list(mv["views"]).index(v)] for v in views]
-        inputs = {s: MultiViewInputs(splits[s], rows[s], int(mv["clips"])) for s in splits}
+        inputs = {s: MultiViewInputs(splits[s], rows[s], clips) for s in splits}
         train_y = np.array([st.target for st in rows["train"]])
-        bank, ptask, result = fit(
-            ctx, inputs["train"], inputs["val"], train_y, seed=seed, kind=kind, views=views
-        )
+        if saved is not None:
+            bank, ptask, result = saved.bank, saved.task, saved.result
+        else:
+            # every augmented view holds the same records in the same order: the same study rows apply
+            train_in = [MultiViewInputs(v, rows["train"], clips) for v in train_views]
+            bank, ptask, result = fit(
+                ctx, train_in, inputs["val"], train_y, seed=seed, kind=kind, views=views
+            )
         test_rows = rows["test"]
         y = np.array([st.target for st in test_rows])
         pred = predict(bank, loader(inputs["test"], 64, False, 0, True), head=result.best_head, task=ptask)
@@ -546,12 +695,15 @@ def multiview_standard(ctx: Context) -> None:
             ptask=ptask,
             extra={
                 "views": views,
-                "clips_per_view": int(mv["clips"]),
+                "clips_per_view": clips,
                 "studies_missing_a_view": sum(any(s is None for s in st.slots) for st in test_rows),
             },
+            train_dataset=_dataset_id(td),
+            probe_meta={"views": views},
+            saved=saved,
             **common,
         )
-        trivial(ctx, train_target=train_y, seed=seed, **common)
+        trivial(ctx, train_target=train_y, seed=seed, saved=saved, **common)
 
 
 PROTOCOLS = {

@@ -1,8 +1,10 @@
 """The results store: one JSON record per probe evaluation plus its predictions CSV (read by the report).
 
 Layout: <store>/records/<task>/<protocol>/<backbone>/<condition>-seed<k>-<hash>.json with the
-predictions CSV beside it. Records never carry patient identifiers: only dataset ids (file stems,
-study ids) that the dataset itself uses as keys.
+predictions CSV beside it. An evaluation of a saved probe (``probe_checkpoint=``) is written as
+<condition>-seed<k>-eval-<hash>.json, its hash covering the checkpoint path, so it never replaces the
+record of the run that trained the probe. Records never carry patient identifiers: only dataset ids
+(file stems, study ids) that the dataset itself uses as keys.
 """
 
 from __future__ import annotations
@@ -101,11 +103,18 @@ def write_record(
     probe_checkpoint: str | None = None,
     extra: Mapping[str, Any] | None = None,
     n: int | None = None,
+    evaluation_of: str | None = None,
 ) -> Path:
-    """Write one record (and its predictions CSV); returns the record's path. Writes are atomic."""
-    chash = config_hash({**config, "condition": condition, "seed": seed})
+    """Write one record (and its predictions CSV); returns the record's path. Writes are atomic.
+
+    ``evaluation_of``: the saved probe checkpoint these predictions came from (None: a probe trained by
+    this run); such records get their own names (see the module docstring)."""
+    hashed = {**config, "condition": condition, "seed": seed}
+    if evaluation_of is not None:
+        hashed["evaluation_of"] = str(evaluation_of)
+    chash = config_hash(hashed)
     folder = Path(store) / "records" / _safe(task) / _safe(protocol) / _safe(backbone)
-    stem = f"{_safe(condition)}-seed{seed}-{chash}"
+    stem = f"{_safe(condition)}-seed{seed}-{'eval-' if evaluation_of is not None else ''}{chash}"
     csv_rel = None
     if predictions is not None:
         cols = list(predictions)
@@ -135,6 +144,7 @@ def write_record(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "predictions_csv": csv_rel,
         "probe_checkpoint": probe_checkpoint,
+        "evaluation_of": None if evaluation_of is None else str(evaluation_of),
         "extra": dict(extra or {}),
     }
     path = folder / f"{stem}.json"
@@ -145,7 +155,8 @@ def write_record(
 def find_record(
     store: Path, task: str, protocol: str, backbone: str, condition: str, seed: int
 ) -> Path | None:
-    """An existing record of this evaluation (any config hash), for resumable pipelines."""
+    """An existing record of this evaluation by a probe trained for it (any config hash; evaluations of
+    saved probes are not counted), for resumable pipelines."""
     folder = Path(store) / "records" / _safe(task) / _safe(protocol) / _safe(backbone)
-    hits = sorted(folder.glob(f"{_safe(condition)}-seed{seed}-*.json"))
+    hits = sorted(p for p in folder.glob(f"{_safe(condition)}-seed{seed}-*.json") if "-eval-" not in p.name)
     return hits[-1] if hits else None

@@ -78,6 +78,7 @@ def log_to_mlflow(cfg: dict[str, Any], records: list[Path], cache_stats: dict[st
             "task": cfg["task"]["name"], "protocol": cfg["protocol"]["name"], "seed": cfg.get("seed", 0),
             "probe_kind": cfg["probe"]["kind"], "probe_epochs": cfg["probe"]["epochs"],
             "probe_min_steps": cfg["probe"].get("min_steps") or 0,
+            "probe_aug_views": cfg["probe"].get("aug_views") or 0,
             "probe_grid": json.dumps(cfg["probe"]["grid"])[:250],
         })  # fmt: skip
         mlflow.log_metrics({f"cache.{k}": float(v) for k, v in cache_stats.items()})

@@ -117,9 +117,10 @@ class TaskData:
         records, excluded = self.usable(split)
         if not records:
             raise ValueError(f"{self.cfg['root']}: no usable {split} records for task {self.task['name']}")
-        ds = self.dataset(
-            records, "random" if aug_view is not None else mode, degradation, aug_view is not None
-        )
+        # an augmented training view: random clip starts (single-view) or every window (mode "all",
+        # multi-view), always with the training transform (random resized crop)
+        view_mode = mode if aug_view is None or mode == "all" else "random"
+        ds = self.dataset(records, view_mode, degradation, train_aug=aug_view is not None)
         parts = feature_key_parts(
             self.backbone,
             ds,

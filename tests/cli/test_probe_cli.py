@@ -46,3 +46,16 @@ def test_multirun_sweep_over_seeds_reuses_cached_features(synth_small, tmp_path,
     assert sorted(r["seed"] for r in recs if r["backbone"] == "pixel_stats") == [0, 1]
     entries = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
     assert len(entries) == 3  # train, val, test features: computed once, shared by both jobs
+
+
+def test_a_missing_probe_checkpoint_is_one_line_and_exit_2(synth_small, tmp_path):
+    absent = tmp_path / "absent.pt"
+    r = _probe(
+        *_common(synth_small, tmp_path), "protocol=robustness", f"probe_checkpoint={absent}", cwd=tmp_path
+    )
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and "weights_only" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"echojepa-probe: probe checkpoint {absent} does not exist: refusing to evaluate an untrained probe"
+    )
+    assert not (tmp_path / "store" / "records").exists()

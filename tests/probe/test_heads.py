@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from echojepa.models.checkpoint import CheckpointMismatchError
 from echojepa.paths import CONF_DIR
 from echojepa.probe.heads import (
     AttentiveProbe,
@@ -23,6 +22,7 @@ from echojepa.probe.heads import (
     ProbeTask,
     benchmark_heads,
     build_probe_bank,
+    check_probe_fits,
     grid_specs,
     load_probe,
     predict,
@@ -327,8 +327,72 @@ def test_probe_checkpoint_round_trip_reproduces_predictions(tmp_path):
 
 
 def test_load_probe_refuses_a_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="untrained"):
+    with pytest.raises(ProbeCheckpointError, match="does not exist.*untrained"):
         load_probe(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", None], ids=["empty", "garbage", "truncated"])
+def test_load_probe_refuses_an_unreadable_file_in_one_line_without_torchs_advice(tmp_path, content):
+    path = tmp_path / "probe.pt"
+    if content is None:
+        bank, task, _ = _trained_bank()
+        save_probe(path, bank, task)
+        content = path.read_bytes()[: path.stat().st_size // 2]
+    path.write_bytes(content)
+    with pytest.raises(ProbeCheckpointError, match="unreadable probe checkpoint") as err:
+        load_probe(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value) and "weights_only" not in str(err.value)
+
+
+def test_load_probe_refuses_a_task_whose_output_size_is_not_the_heads(tmp_path):
+    bank, task, _ = _trained_bank()
+    path = tmp_path / "probe.pt"
+    save_probe(path, bank, task)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["task"] = {**ckpt["task"], "kind": "classification", "num_classes": 7, "val_metric": None}
+    torch.save(ckpt, path)
+    with pytest.raises(ProbeCheckpointError, match="needs 7 outputs but its heads give 1"):
+        load_probe(path)
+
+
+def _reuse_meta(**over):
+    meta = {
+        "backbone": "demo", "backbone_identity": "b" * 64, "task": "rvsp", "label": "rvsp", "seed": 0,
+        "train_dataset": "/data/internal", "chosen_head": 1, "chosen": {"head": 1},
+    }  # fmt: skip
+    return {**meta, **over}
+
+
+def test_a_saved_probe_is_refused_for_another_task_label_kind_or_output_size():
+    bank, task, _ = _trained_bank()  # a regression probe (1 output)
+    lvef = {"backbone_identity": "b" * 64, "task": "lvef", "label": "lvef", "task_kind": "regression",
+            "out_dim": 1, "probe_kind": frozenset({"attentive", "linear", "mlp"})}  # fmt: skip
+    check_probe_fits("p.pt", bank, task, _reuse_meta(task="lvef", label="lvef"), lvef)  # fits
+    with pytest.raises(ProbeCheckpointError, match="task 'rvsp' \\(this run needs 'lvef'\\); label 'rvsp'"):
+        check_probe_fits("p.pt", bank, task, _reuse_meta(), lvef)  # an RVSP probe scoring LVEF
+    view = {**lvef, "task": "rvsp", "label": "rvsp", "task_kind": "classification", "out_dim": 7}
+    with pytest.raises(
+        ProbeCheckpointError, match="task_kind 'regression' .*out_dim 1 \\(this run needs 7\\)"
+    ):
+        check_probe_fits("p.pt", bank, task, _reuse_meta(), view)
+    with pytest.raises(
+        ProbeCheckpointError, match="probe_kind 'attentive' \\(this run needs \\['late_fusion'"
+    ):
+        check_probe_fits(
+            "p.pt", bank, task, _reuse_meta(), {"probe_kind": frozenset({"late_fusion", "multiview"})}
+        )
+    with pytest.raises(ProbeCheckpointError, match="trained on another backbone \\(demo\\)"):
+        check_probe_fits("p.pt", bank, task, _reuse_meta(backbone_identity="c" * 64), lvef)
+    with pytest.raises(ProbeCheckpointError, match="chosen_head 5 outside its bank of 2"):
+        check_probe_fits("p.pt", bank, task, _reuse_meta(chosen_head=5), {})
+
+
+def test_a_saved_probe_without_the_meta_reuse_needs_is_refused():
+    bank, task, _ = _trained_bank()
+    meta = _reuse_meta()
+    del meta["label"], meta["train_dataset"]
+    with pytest.raises(ProbeCheckpointError, match="saved without label, train_dataset in its meta"):
+        check_probe_fits("p.pt", bank, task, meta, {})
 
 
 def test_load_probe_refuses_keys_that_do_not_match_the_architecture(tmp_path):
@@ -338,8 +402,9 @@ def test_load_probe_refuses_keys_that_do_not_match_the_architecture(tmp_path):
     ckpt = torch.load(path, weights_only=True)
     ckpt["arch"]["head_kwargs"]["depth"] = 3  # the weights hold one self-attention block, not two
     torch.save(ckpt, path)
-    with pytest.raises(CheckpointMismatchError, match="blocks.1"):
+    with pytest.raises(ProbeCheckpointError, match="blocks.1") as err:
         load_probe(path)
+    assert "\n" not in str(err.value)  # one line for the CLI
 
 
 def test_load_probe_refuses_a_checkpoint_without_weights(tmp_path):
