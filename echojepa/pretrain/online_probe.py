@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from echojepa.data.labelled_subset import LabelledClips
 from echojepa.io.atomic import atomic_write_text
 from echojepa.pretrain.closed_form import fit_and_score, pixel_time_pooled, time_pooled, trivial_score
+from echojepa.pretrain.inputs import PretrainInputError
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ ENCODERS = ("auto", "target", "context")
 REFERENCES = ("random_init", "pixel_stats", "trivial")
 
 
-class OnlineProbeInputError(ValueError):
-    """The online_probe config or one of its datasets is unusable; the message is one line."""
+class OnlineProbeInputError(PretrainInputError):
+    """The online_probe config or one of its datasets is unusable; the message is one line
+    (`echojepa-train` prints it and exits 2, before training starts)."""
 
 
 # ----------------------------------------------------------------------------- config
@@ -73,6 +75,11 @@ def _from_dict(cls: type, raw: Mapping[str, Any], where: str) -> Any:
         raise OnlineProbeInputError(f"{where}: {e}") from None
 
 
+def _require_int(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OnlineProbeInputError(f"{where}: expected an integer, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TaskConfig:
     """One probe task: a labelled dataset, its label, and how many clips per split."""
@@ -87,6 +94,8 @@ class TaskConfig:
     classes: list[str] | None = None
 
     def check(self, where: str) -> None:
+        _require_int(self.train_size, f"{where}.train_size")
+        _require_int(self.val_size, f"{where}.val_size")
         if self.kind not in KINDS:
             raise OnlineProbeInputError(f"{where}.kind: {self.kind!r} is not one of {list(KINDS)}")
         if self.kind == "classification" and not self.classes:
@@ -113,12 +122,16 @@ class OnlineProbeConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> OnlineProbeConfig:
         cfg = _from_dict(cls, raw, "online_probe")
+        for name in ("every_n_steps", "batch_size", "seed", "pixel_cells", "num_workers"):
+            _require_int(getattr(cfg, name), f"online_probe.{name}")
         if cfg.encoder not in ENCODERS:
             raise OnlineProbeInputError(
                 f"online_probe.encoder: {cfg.encoder!r} is not one of {list(ENCODERS)}"
             )
-        if cfg.every_n_steps < 1 or cfg.batch_size < 1:
-            raise OnlineProbeInputError("online_probe: every_n_steps and batch_size must be >= 1")
+        if min(cfg.every_n_steps, cfg.batch_size, cfg.pixel_cells) < 1 or cfg.num_workers < 0:
+            raise OnlineProbeInputError(
+                "online_probe: every_n_steps, batch_size and pixel_cells must be >= 1, num_workers >= 0"
+            )
         if not cfg.alphas or any(a <= 0 for a in cfg.alphas):
             raise OnlineProbeInputError("online_probe.alphas: needs at least one strength, all > 0")
         tasks = {}

@@ -25,6 +25,7 @@ from echojepa.models.checkpoint import (
 from echojepa.pretrain.build import build_logger, build_module, build_trainer
 from echojepa.pretrain.data import build_datamodule
 from echojepa.pretrain.inputs import PretrainInputError, check_run_inputs
+from echojepa.pretrain.online_probe import build_online_probe
 from echojepa.synth.ensure import NotASyntheticWorldError
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         datamodule.setup("fit")  # index now: a bad table or an empty train split refuses the run here
     except (DatasetError, NotASyntheticWorldError) as exc:
         raise PretrainInputError(str(exc)) from None
+    online_probe = build_online_probe(cfg, run_dir)  # its datasets are refused here too, before any write
     run_dir.mkdir(parents=True, exist_ok=True)
     module = build_module(cfg)
     if cfg.get("init_from"):
@@ -101,7 +103,8 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     if logger:
         logger.log_hyperparams(_flatten({**cfg, "config_hash": config_hash(cfg)}))
     throughput = Throughput()
-    trainer = build_trainer(cfg, run_dir, logger, extra_callbacks=[throughput])
+    online = [online_probe] if online_probe is not None else []
+    trainer = build_trainer(cfg, run_dir, logger, extra_callbacks=[throughput, *online])
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     elapsed = time.perf_counter() - t0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import lightning as L
@@ -342,3 +343,87 @@ def test_the_report_draws_the_csv_the_callback_writes(tmp_path):
     figure = [p for p in report["figures"] if p.name == "online_probes.png"]
     assert len(figure) == 1 and assert_png(figure[0])[0] > 0
     assert "Online probes during pretraining" in report["markdown"].read_text()
+
+
+# ----------------------------------------------------------------------------- wiring into a run
+
+
+def _compose_train(*overrides: str) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from echojepa.config import to_plain
+    from echojepa.paths import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_plain(compose(config_name="train", overrides=list(overrides)))
+
+
+def test_every_experiment_has_online_probes_on_and_real_data_points_at_the_probe_datasets(monkeypatch):
+    monkeypatch.setenv("ECHONET_DYNAMIC_ROOT", "/data/echonet")
+    for experiment in ("demo_jepa", "demo_mae", "full_jepa", "full_mae"):
+        cfg = _compose_train(f"experiment={experiment}")
+        assert cfg["online_probe"]["enabled"]
+        world = Path(cfg["data"]["root"]).parent  # the synthetic world holds every layout side by side
+        assert Path(os.path.normpath(cfg["online_probe"]["tasks"]["ef"]["root"])).parent == world
+    for experiment in ("echojepa_l", "echomae_l", "echojepa_g"):
+        cfg = _compose_train(f"experiment={experiment}")
+        probe = OnlineProbeConfig.from_dict(cfg["online_probe"])
+        assert probe.enabled and probe.tasks["view"].root == cfg["data"]["root"]
+        assert probe.tasks["ef"].root == "/data/echonet" and probe.tasks["ef"].format == "echonet_dynamic"
+    assert not _compose_train("online_probe.enabled=false")["online_probe"]["enabled"]
+
+
+def test_a_pretraining_run_logs_the_probes_next_to_the_loss(synth_world, tmp_path):
+    from echojepa.pretrain.run import pretrain
+
+    cfg = _compose_train(
+        "experiment=demo_jepa",
+        f"data.root={synth_world / 'echonet_dynamic'}",
+        "data.format=echonet_dynamic",
+        "~data.reader.split_fractions",
+        "data.synth=null",
+        "data.num_workers=0",
+        "data.batch_size=2",
+        "data.clip.frames=8",
+        "data.clip.frame_step=1",
+        "model.img_size=32",
+        "model.num_frames=8",
+        "model.encoder.patch_size=8",
+        "trainer.max_steps=3",
+        "trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=1",
+        "logger=csv",
+        "online_probe.every_n_steps=2",
+        "online_probe.num_workers=0",
+        "online_probe.tasks.view.train_size=3",
+        "online_probe.tasks.ef.train_size=3",
+    )
+    pretrain(cfg, tmp_path)
+    rows = list(csv.DictReader((tmp_path / "online_probe.csv").open()))
+    assert [int(r["step"]) for r in rows if r["source"] == "target"] == [0, 2, 3]
+    logged = list(csv.DictReader(next(tmp_path.glob("csv/*/metrics.csv")).open()))
+    steps = {int(r["step"]) for r in logged if r.get("online/view_acc")}
+    assert steps == {0, 2, 3} and any(r.get("train/loss_step") for r in logged)
+
+
+def test_the_train_command_refuses_a_missing_probe_dataset_in_one_line(synth_world, tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ECHOJEPA_RUNS": str(tmp_path / "runs")}
+    args = [
+        "experiment=demo_jepa",
+        f"data.root={synth_world / 'echonet_dynamic'}",
+        "data.format=echonet_dynamic",
+        "~data.reader.split_fractions",
+        "data.synth=null",
+        "data.batch_size=2",
+        f"online_probe.tasks.ef.root={tmp_path / 'no-echonet'}",
+    ]
+    command = [sys.executable, "-m", "echojepa.cli.train", *args]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if line.startswith("echojepa-train:")]
+    assert len(lines) == 1 and "online_probe.tasks.ef" in lines[0] and "no-echonet" in lines[0], run.stderr
+    assert "Traceback" not in run.stderr
+    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]  # no run folder left
