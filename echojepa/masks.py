@@ -51,6 +51,11 @@ def _check_grid(grid_size: Sequence[int]) -> tuple[int, int, int]:
     return t, h, w
 
 
+def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
+    """The tokens a mask names: x [B, N, D], index [B, K] -> [B, K, D]."""
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
 class _SeededByStep:
     """Shared seeding/resume logic: one fresh generator per call, derived from (seed, step)."""
 

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from echojepa.models.vit import VisionTransformer
-from echojepa.pretrain.optim import ScheduleConfig, build_scheduler, param_groups
+from echojepa.pretrain.optim import param_groups
+from echojepa.schedules import ScheduleConfig, build_scheduler
 
 
 class PretrainModule(L.LightningModule):

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from echojepa.pretrain.flops import encoder_forward_flops
+from echojepa.flops import encoder_forward_flops
 
 
 def _time(fn: Callable[[], Any], warmup: int, repeat: int, sync: Callable[[], None] = lambda: None) -> float:

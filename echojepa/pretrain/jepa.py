@@ -22,17 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echojepa.masks import MaskGroupConfig, MultiBlockMaskGenerator
+from echojepa.flops import encoder_forward_flops, transformer_forward_flops
+from echojepa.masks import MaskGroupConfig, MultiBlockMaskGenerator, gather_tokens
 from echojepa.models.predictor import Predictor
 from echojepa.pretrain.base import PretrainModule
 from echojepa.pretrain.ema import ema_update, make_target, momentum_at
-from echojepa.pretrain.flops import encoder_forward_flops, transformer_forward_flops
 from echojepa.pretrain.monitor import effective_rank, feature_spread
-
-
-def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x [B, N, D], index [B, K] -> [B, K, D]."""
-    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 class EchoJEPA(PretrainModule):

@@ -19,11 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echojepa.masks import TubeMaskGenerator
+from echojepa.flops import encoder_forward_flops, transformer_forward_flops
+from echojepa.masks import TubeMaskGenerator, gather_tokens
 from echojepa.models.mae import MAEDecoder, normalise_patches, patchify
 from echojepa.pretrain.base import PretrainModule
-from echojepa.pretrain.flops import encoder_forward_flops, transformer_forward_flops
-from echojepa.pretrain.jepa import gather_tokens
 
 
 class EchoMAE(PretrainModule):

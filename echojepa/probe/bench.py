@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from echojepa.pretrain.flops import encoder_forward_flops, transformer_forward_flops
+from echojepa.flops import encoder_forward_flops, transformer_forward_flops
 from echojepa.probe.heads import ProbeBank, ProbeTask, grid_specs
 
 

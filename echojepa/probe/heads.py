@@ -48,8 +48,8 @@ from torch import Tensor, nn
 
 from echojepa.io.atomic import atomic_torch_save
 from echojepa.models.checkpoint import CheckpointMismatchError, load_state_dict_strict
-from echojepa.pretrain.optim import ScheduleConfig, lr_at
 from echojepa.probe.errors import ProbeInputError
+from echojepa.schedules import ScheduleConfig, lr_at
 
 Params = dict[str, Tensor]
 

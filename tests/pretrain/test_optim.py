@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from echojepa.pretrain.optim import ScheduleConfig, build_scheduler, lr_at, param_groups
+from echojepa.pretrain.optim import param_groups
+from echojepa.schedules import ScheduleConfig, build_scheduler, lr_at
 
 
 def test_no_weight_decay_on_biases_norms_and_tokens():
