@@ -199,15 +199,15 @@ class Study:
 
     def attention_examples(self, bundle: Path) -> dict[str, Path]:
         """Attention maps of the bundled model on a few test clips (an A4C AVI and MIMIC DICOMs)."""
-        from echojepa.predict import Predictor
+        from echojepa.predict import InferenceSession
 
         out = self.runs / "report" / "attention"
         files = sorted((self.world / "echonet_dynamic" / "Videos").glob("*.avi"))[:1]
         files += sorted((self.world / "mimic_iv_echo" / "files").rglob("*.dcm"))[:2]
-        predictor = Predictor.from_bundle(bundle)
+        session = InferenceSession.from_bundle(bundle)
         figures = {}
         for f in files:
-            r = predictor.predict_file(f, attention_dir=out)
+            r = session.predict_file(f, attention_dir=out)
             png = (r.get("attention") or {}).get("png") if r.get("scorable") else None
             if png:
                 lvef = f", LVEF {r['lvef']:.1f}%" if r.get("lvef") is not None else ""

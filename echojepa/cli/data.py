@@ -164,9 +164,9 @@ def write_preview(path: Path, out: Path, *, frames: int = 8, size: int = 112) ->
     import numpy as np
     from PIL import Image
 
-    from echojepa.io import probe, read_video
+    from echojepa.io import read_video, video_info
 
-    info = probe(path)
+    info = video_info(path)
     indices = np.unique(np.linspace(0, max(info.frames - 1, 0), frames).round().astype(int))
     video = read_video(path, indices, allow_non_cine=True, estimate_mask=True)
     clip = video.frames  # [T, H, W, 3] uint8
@@ -186,7 +186,7 @@ def write_preview(path: Path, out: Path, *, frames: int = 8, size: int = 112) ->
 
 
 def _inspect(args: argparse.Namespace, console: Console) -> int:
-    from echojepa.io import probe
+    from echojepa.io import video_info
     from echojepa.io.types import VideoReadError
 
     if not args.file.exists():
@@ -196,7 +196,7 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
     if args.preview is not None and (problem := _unwritable(args.preview, folder=False)):
         return _fail(problem)
     try:
-        info = probe(args.file)
+        info = video_info(args.file)
         if args.preview is not None:
             write_preview(args.file, args.preview, frames=args.preview_frames, size=args.preview_size)
     except (VideoReadError, ValueError) as e:

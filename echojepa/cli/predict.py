@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from echojepa.predict import PredictOptions, Predictor
+from echojepa.predict import InferenceSession, PredictOptions
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,14 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = PredictOptions(clip_mode="all" if args.all_clips else "center")
         if args.batch_size is not None:
             options = replace(options, batch_size=args.batch_size)
-        predictor = Predictor.from_bundle(args.checkpoint, device=device, options=options)
+        session = InferenceSession.from_bundle(args.checkpoint, device=device, options=options)
     except (ValueError, OSError, RuntimeError) as exc:  # refused bundle, bad option or unusable device
         return _fail(str(exc))
     results: list[dict[str, Any]] = []
     failed = False
     for f in args.files:
         try:
-            results.append(predictor.predict_file(f, args.attention))
+            results.append(session.predict_file(f, args.attention))
         except Exception as exc:  # a bug or resource failure on one file must not lose the others
             failed = True
             results.append(

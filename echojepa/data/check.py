@@ -154,11 +154,11 @@ def _has_rows(table: Path) -> bool:
 
 def decode_problem(path: Path) -> str | None:
     """Why a file cannot be used as a cine (None when it probes and its first and last frames decode)."""
-    from echojepa.io import probe, read_video
+    from echojepa.io import read_video, video_info
     from echojepa.io.types import VideoReadError
 
     try:
-        info = probe(path)
+        info = video_info(path)
         if info.frames <= 0:
             return "zero frames"
         if info.kind != "cine":

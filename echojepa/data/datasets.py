@@ -341,10 +341,10 @@ def read_echonet_pediatric(
 # ----------------------------------------------------------------------------- MIMIC-IV-Echo
 
 
-def _probe(path: Path):
-    from echojepa.io import probe  # deferred: the io layer pulls in PyAV and pydicom
+def _video_info(path: Path):
+    from echojepa.io import video_info  # deferred: the io layer pulls in PyAV and pydicom
 
-    return probe(path)
+    return video_info(path)
 
 
 def read_mimic(
@@ -401,7 +401,7 @@ def read_mimic(
         meta: dict = {}
         if probe_files:
             try:
-                info = _probe(path)
+                info = _video_info(path)
             except NotACineError as e:
                 issues.exclude(path, f"{NOT_A_CINE} (kind={e.kind})")
                 continue

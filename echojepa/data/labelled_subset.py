@@ -79,7 +79,7 @@ def _is_cine(path: Path) -> bool:
     from echojepa.io.types import NotACineError
 
     try:
-        return eio.probe(path).kind == "cine"
+        return eio.video_info(path).kind == "cine"
     except NotACineError:
         return False
 

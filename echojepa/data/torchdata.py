@@ -84,7 +84,7 @@ class VideoClipDataset(Dataset):
     def frame_info(self, index: int) -> tuple[int, float]:
         """(frame count, fps) of a record's video, probed once and cached."""
         if index not in self._probed:
-            info = eio.probe(self.records[index].path)
+            info = eio.video_info(self.records[index].path)
             self._probed[index] = (int(info.frames), float(info.fps))
         return self._probed[index]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from echojepa.io.dicom import UltrasoundRegion, is_dicom, probe_dicom, read_dicom, write_dicom
+from echojepa.io.dicom import UltrasoundRegion, dicom_info, is_dicom, read_dicom, write_dicom
 from echojepa.io.sector import estimate_sector_mask, sample_indices
 from echojepa.io.types import DecodedVideo, NotACineError, Region, VideoInfo, VideoReadError
-from echojepa.io.video import CONTAINER_SUFFIXES, probe_container, read_container, write_video
+from echojepa.io.video import CONTAINER_SUFFIXES, container_info, read_container, write_video
 
 __all__ = [
     "DecodedVideo",
@@ -21,8 +21,8 @@ __all__ = [
     "VideoInfo",
     "VideoReadError",
     "estimate_sector_mask",
-    "probe",
     "read_video",
+    "video_info",
     "write_dicom",
     "write_video",
 ]
@@ -41,10 +41,10 @@ def _format_of(path: Path) -> str:
     raise VideoReadError(str(path), f"unsupported format (suffix {suffix or 'none'!r}, no DICM magic)")
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def video_info(path: str | os.PathLike) -> VideoInfo:
     """What a video file holds (frames, fps, size, kind, crop region) without decoding every frame."""
     p = Path(path)
-    return probe_dicom(p) if _format_of(p) == "dicom" else probe_container(p)
+    return dicom_info(p) if _format_of(p) == "dicom" else container_info(p)
 
 
 def read_video(

@@ -1,4 +1,4 @@
-"""Ultrasound DICOM: probe, decode (colour converted exactly once), region crop, fps rule, and a writer.
+"""Ultrasound DICOM: header info, decode (colour converted exactly once), region crop, fps rule, and a writer.
 
 Privacy: headers are parsed with `specific_tags`, so patient identifiers are never even decoded from a
 file; nothing read here is logged except the file path, and `VideoInfo.meta` holds acquisition facts
@@ -334,7 +334,7 @@ def _mask_for(path: Path, crop: Region | None) -> np.ndarray:
     return mask
 
 
-def probe_dicom(path: str | os.PathLike) -> VideoInfo:
+def dicom_info(path: str | os.PathLike) -> VideoInfo:
     """What the DICOM holds; decodes only a small frame sample when the fan must be estimated."""
     p = Path(path)
     layout = _layout(p)

@@ -1,4 +1,4 @@
-"""Container video (AVI/MP4/MOV/MKV) through PyAV: probe, partial decode with seeking, deterministic write.
+"""Container video (AVI/MP4/MOV/MKV) via PyAV: header info, partial decode with seeking, deterministic write.
 
 Frame `i` of a file is the frame whose presentation time is `start + i / fps`; indices are derived
 from timestamps so that a seek followed by a forward decode returns exactly what a full decode would.
@@ -62,7 +62,7 @@ def _count_packets(container: av.container.InputContainer, stream: av.video.stre
     return count
 
 
-def probe_container(path: str | os.PathLike) -> VideoInfo:
+def container_info(path: str | os.PathLike) -> VideoInfo:
     """Container metadata of a video file; exact frame count without decoding."""
     p = Path(path)
     container = _open(p)
@@ -160,7 +160,7 @@ def read_container(
 ) -> DecodedVideo:
     """Decode only the requested frames of a container video (seek to the keyframe before the first)."""
     p = Path(path)
-    info = info or probe_container(p)
+    info = info or container_info(p)
     if info.kind != "cine" and not allow_non_cine:
         raise NotACineError(str(p), info.kind)
     indices = validate_indices(str(p), frame_indices, info.frames)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "BackboneMismatchError",
     "Preprocess",
     "build_backbone",
+    "build_backbone_from_state",
     "load_backbone_config",
     "preprocess_from_config",
 ]
@@ -106,8 +107,9 @@ def state_digest(module: nn.Module) -> str:
 class Backbone(nn.Module):
     """A frozen video encoder: ``forward(video [B, C, T, H, W]) -> tokens [B, N, D]``.
 
-    Subclasses implement ``encode``; the base class checks shapes, keeps the module in eval mode with
-    ``requires_grad=False`` and provides ``identity()``.
+    Subclasses implement ``encode`` and, where their tokens tile the clip, ``token_grid``; the base
+    class checks shapes, keeps the module in eval mode with ``requires_grad=False`` and provides
+    ``identity()``.
     """
 
     def __init__(
@@ -123,6 +125,12 @@ class Backbone(nn.Module):
 
     def encode(self, video: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def token_grid(self, clip_shape: Sequence[int]) -> tuple[int, int, int] | None:
+        """(T', H', W') such that the N tokens of one clip ``[C, T, H, W]`` are that grid in row-major
+        order (time, then rows, then columns) over the clip; None when they are not (pooled embeddings,
+        class tokens, tokens that mix frames). Attention maps are drawn only on such a grid."""
+        return None
 
     def freeze(self) -> Backbone:
         for p in self.parameters():
@@ -183,6 +191,11 @@ class ViTBackbone(Backbone):
 
     def encode(self, video: Tensor) -> Tensor:
         return self.encoder(video)  # [B, T'*H'*W', D]
+
+    def token_grid(self, clip_shape: Sequence[int]) -> tuple[int, int, int]:
+        """Tubelets x patch rows x patch columns; refuses a clip that does not tile (as ``encode`` does)."""
+        grid = self.encoder.input_grid(torch.empty(1, *clip_shape, device="meta"))
+        return int(grid[0]), int(grid[1]), int(grid[2])
 
 
 def _model_preset(model: Any) -> dict[str, Any]:
@@ -287,30 +300,55 @@ PIXEL_STAT_FEATURES = (
 )
 
 
-class PixelStatsBackbone(Backbone):
-    """Per cell of a g x g grid over the (channel-averaged) clip, the cell's mean-intensity time series
-    s(t) gives one token of ``PIXEL_STAT_FEATURES``: temporal mean and std, amplitude and frequency
-    (cycles per frame) of its strongest non-DC Fourier component, mean |s(t+1) - s(t)|, max - min, and
-    the cell's normalised row/column (the probe has no positional embedding of its own).
+PIXEL_TOKEN_FEATURES = ("mean", "spatial_std", "motion", "change", "time", "row", "col")
+PIXEL_LAYOUTS = ("tokens", "cells", "vector")
 
-    EF lives in how much the cavity's area changes over the cycle; the cell time series' std, dominant
-    amplitude and range measure exactly that, so this floor is not blind to the label.
+
+class PixelStatsBackbone(Backbone):
+    """A non-learned floor. Layouts:
+
+    ``tokens`` (the default): a space-time token sequence like any video encoder's. The clip is cut into
+    tubelets of ``tubelet`` frames x one cell of a g x g grid; each tubelet gives one token of
+    ``PIXEL_TOKEN_FEATURES``: its mean intensity, mean within-cell spatial std (texture, speckle), mean
+    |x(t+1) - x(t)| per pixel over its frame pairs (motion; 0 for one frame), signed change of the cell
+    mean from its first to its last frame, and its normalised (time, row, column) centre. Tokens come
+    in (tubelet, row, column) order: ``token_grid`` is (T / tubelet, g, g). Nothing is summarised over
+    the whole clip: relating tubelets across time (where EF lives) is left to the probe, as for an encoder.
+
+    ``cells`` / ``vector`` (the earlier floors): per cell, statistics of the whole clip's cell-mean series
+    s(t) (``PIXEL_STAT_FEATURES``: temporal mean and std, amplitude and frequency of its strongest non-DC
+    Fourier component, mean |s(t+1) - s(t)|, max - min, and the cell's row/column); one token per cell, or
+    one token of every cell (``vector``, the scale-free ones in log space).
+
     Expects 0-1 intensities (its preprocess has mean 0, std 1).
     """
 
     def __init__(
-        self, grid: int, name: str, preprocess: Preprocess, config: Mapping[str, Any], layout: str = "cells"
+        self,
+        grid: int,
+        name: str,
+        preprocess: Preprocess,
+        config: Mapping[str, Any],
+        layout: str = "cells",
+        tubelet: int = 2,
     ) -> None:
-        if layout not in ("cells", "vector"):
-            raise BackboneError(f"pixel_stats layout must be 'cells' or 'vector', got {layout!r}")
-        dim = len(PIXEL_STAT_FEATURES) if layout == "cells" else grid * grid * len(VECTOR_FEATURES)
+        if layout not in PIXEL_LAYOUTS:
+            raise BackboneError(f"pixel_stats layout must be one of {list(PIXEL_LAYOUTS)}, got {layout!r}")
+        dim = {
+            "tokens": len(PIXEL_TOKEN_FEATURES),
+            "cells": len(PIXEL_STAT_FEATURES),
+            "vector": grid * grid * len(VECTOR_FEATURES),
+        }[layout]
         super().__init__(name, "pixel_stats", preprocess, dim, config)
-        if grid < 1:
-            raise BackboneError(f"pixel_stats grid must be >= 1, got {grid}")
+        if grid < 1 or tubelet < 1:
+            raise BackboneError(f"pixel_stats grid and tubelet must be >= 1, got {grid} and {tubelet}")
         self.grid = int(grid)
         self.layout = layout
+        self.tubelet = int(tubelet)
 
     def encode(self, video: Tensor) -> Tensor:
+        if self.layout == "tokens":
+            return self.tubelet_stats(video)  # [B, T'*g*g, 7]
         cells = self.cell_stats(video)  # [B, G, 8]
         if self.layout == "cells":
             return cells
@@ -323,6 +361,46 @@ class PixelStatsBackbone(Backbone):
             dim=-1,
         )  # [B, G, 6]
         return feats.flatten(1)[:, None]  # [B, 1, G*6]
+
+    def token_grid(self, clip_shape: Sequence[int]) -> tuple[int, int, int] | None:
+        """``tokens``: (T / tubelet, g, g). ``cells``: one token per cell, rows then columns, each
+        summarising the whole clip in time, so (1, g, g). ``vector``: one token of every cell's
+        statistics, which has no place on the clip."""
+        if self.layout == "tokens":
+            return self._tubelets(int(clip_shape[1])), self.grid, self.grid
+        return (1, self.grid, self.grid) if self.layout == "cells" else None
+
+    def _tubelets(self, frames: int) -> int:
+        if frames % self.tubelet:
+            raise ValueError(
+                f"pixel_stats: a clip of {frames} frames does not split into tubelets of {self.tubelet}"
+            )
+        return frames // self.tubelet
+
+    def tubelet_stats(self, video: Tensor) -> Tensor:
+        """[B, 3, T, H, W] (0-1) -> [B, T/tubelet * g * g, 7] tokens, see the class docstring."""
+        b, _, t, _, _ = video.shape
+        g, k = self.grid, self.tubelet
+        tt = self._tubelets(t)
+        x = video.float().mean(dim=1)  # [B, T, H, W]
+        mean_px = F.adaptive_avg_pool2d(x, (g, g))  # [B, T, g, g] cell means per frame
+        var_px = (F.adaptive_avg_pool2d(x * x, (g, g)) - mean_px.square()).clamp_min(0.0)
+        per_frame = mean_px.view(b, tt, k, g, g)
+        mean = per_frame.mean(dim=2)  # [B, T', g, g]
+        spatial_std = var_px.sqrt().view(b, tt, k, g, g).mean(dim=2)
+        change = per_frame[:, :, -1] - per_frame[:, :, 0]
+        if k > 1:
+            diff = (x[:, 1:] - x[:, :-1]).abs()  # [B, T-1, H, W]
+            pair_cells = F.adaptive_avg_pool2d(diff, (g, g))  # [B, T-1, g, g]
+            inside = torch.arange(t - 1, device=video.device) % k != k - 1  # pairs within a tubelet
+            motion = pair_cells[:, inside].view(b, tt, k - 1, g, g).mean(dim=2)
+        else:
+            motion = torch.zeros_like(mean)
+        t_pos = (torch.arange(tt, device=video.device, dtype=mean.dtype) + 0.5) / tt
+        pos = (torch.arange(g, device=video.device, dtype=mean.dtype) + 0.5) / g
+        time, row, col = torch.meshgrid(t_pos, pos, pos, indexing="ij")  # [T', g, g]
+        feats = [mean, spatial_std, motion, change] + [p.expand(b, tt, g, g) for p in (time, row, col)]
+        return torch.stack(feats, dim=-1).reshape(b, tt * g * g, len(PIXEL_TOKEN_FEATURES))
 
     def cell_stats(self, video: Tensor) -> Tensor:
         b, _, t, _, _ = video.shape
@@ -356,6 +434,7 @@ def _build_pixel_stats(cfg: Mapping[str, Any]) -> Backbone:
         preprocess,
         cfg,
         layout=str(cfg.get("layout", "cells")),
+        tubelet=int(cfg.get("tubelet", 2)),
     ).freeze()
 
 
@@ -431,6 +510,11 @@ class EchoPrimeBackbone(Backbone):
             x, thw = block(x, thw)
         return m.norm(x)  # [B, 1 + N', 768]
 
+    def token_grid(self, clip_shape: Sequence[int]) -> None:
+        """None: ``embedding`` is one pooled token, and ``tokens`` puts MViT's class token before its
+        8 x 7 x 7 grid, so the N tokens are not a grid of the clip."""
+        return None
+
 
 def _build_echoprime(cfg: Mapping[str, Any]) -> Backbone:
     loaded = _weights_state(cfg)  # refuse a bad config before the slow init
@@ -467,6 +551,15 @@ class PanEchoBackbone(Backbone):
     def encode(self, video: Tensor) -> Tensor:
         tokens = self.model(video)  # [B, T, 768]
         return tokens.mean(dim=1, keepdim=True) if self.output == "embedding" else tokens
+
+    def token_grid(self, clip_shape: Sequence[int]) -> tuple[int, int, int] | None:
+        """(T, 1, 1) only for per-frame tokens (``upstream_frame_reshape: false``): token t is frame t,
+        pooled over the whole image. With the upstream frame reshape (the default, what the released
+        weights need) token k embeds the (channel, time) slots 3k..3k+2, i.e. colour channels of up to
+        three different frames, so it is no frame and there is no grid: None. ``embedding``: None."""
+        if self.output == "embedding" or self.model.upstream_frame_reshape:
+            return None
+        return int(clip_shape[1]), 1, 1
 
 
 def _panecho_state(state: Mapping[str, Tensor], path: Path) -> dict[str, Tensor]:
@@ -565,3 +658,27 @@ def build_backbone(cfg: Mapping[str, Any] | DictConfig) -> Backbone:
     if kind not in _BUILDERS:
         raise BackboneError(f"unknown backbone kind {kind!r}; expected one of {list(BACKBONE_KINDS)}")
     return _BUILDERS[kind](plain)
+
+
+def build_backbone_from_state(
+    config: Mapping[str, Any] | DictConfig, state: Mapping[str, Tensor], what: str = "backbone"
+) -> Backbone:
+    """The backbone a built backbone's ``config`` describes, with ``state`` (its ``state_dict()``) loaded
+    strictly instead of its weights file: how a model bundle carries a backbone without the checkpoint.
+
+    ViT kinds need the resolved architecture that building records in ``config["model"]``; external
+    encoders are built untrained (a private RNG stream) and then filled. BackboneError on a config
+    without that architecture, BackboneMismatchError (naming ``what``) on a state that does not fit."""
+    plain = _plain(config)
+    kind = plain.get("kind")
+    if kind in ("checkpoint", "vjepa2"):
+        arch = plain.get("model")
+        if not isinstance(arch, Mapping):
+            raise BackboneError("backbone config has no resolved model architecture")
+        backbone = _finish_vit(_vit_from_preset(arch, plain.get("rope_repeat_layout")), plain, arch)
+    elif kind in ("echoprime", "panecho"):
+        backbone = build_backbone({**plain, "weights": None, "allow_random": True})  # weights below
+    else:
+        backbone = build_backbone(plain)
+    _load_strict(backbone, dict(state), what=what)
+    return backbone

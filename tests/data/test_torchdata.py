@@ -162,24 +162,24 @@ def test_decode_failure_raises_naming_the_file(tmp_path: Path):
 
 
 def fake_video(n: int = 10, h: int = 8, w: int = 8, value: int = 200):
-    """probe/read_video stand-ins returning flat frames and a left-half sector mask."""
+    """video_info/read_video stand-ins returning flat frames and a left-half sector mask."""
     mask = np.zeros((h, w), dtype=bool)
     mask[:, : w // 2] = True
     info = VideoInfo(path="fake.avi", format="avi", kind="cine", frames=n, fps=FPS, height=h, width=w)
 
-    def probe(path):
+    def video_info(path):
         return info
 
     def read_video(path, frame_indices=None, **kwargs):
         frames = np.full((len(frame_indices), h, w, 3), value, dtype=np.uint8)
         return DecodedVideo(frames=frames, info=info, frame_indices=np.asarray(frame_indices), mask=mask)
 
-    return probe, read_video, mask
+    return video_info, read_video, mask
 
 
 def test_decoder_returning_too_few_frames_raises(monkeypatch):
-    probe, read_video, _ = fake_video()
-    monkeypatch.setattr(eio, "probe", probe)
+    video_info, read_video, _ = fake_video()
+    monkeypatch.setattr(eio, "video_info", video_info)
     monkeypatch.setattr(
         eio, "read_video", lambda p, frame_indices=None, **k: read_video(p, frame_indices[:1])
     )
@@ -191,14 +191,14 @@ def test_decoder_returning_too_few_frames_raises(monkeypatch):
 
 
 def test_degradation_runs_inside_the_mask_before_normalize(monkeypatch):
-    probe, read_video, mask = fake_video(value=200)
+    video_info, read_video, mask = fake_video(value=200)
     asked_for_mask = []
 
     def read_with_mask(path, frame_indices=None, **kwargs):
         asked_for_mask.append(kwargs.get("estimate_mask"))
         return read_video(path, frame_indices)
 
-    monkeypatch.setattr(eio, "probe", probe)
+    monkeypatch.setattr(eio, "video_info", video_info)
     monkeypatch.setattr(eio, "read_video", read_with_mask)
     deg = DepthAttenuation(a=2.0)
     t = Compose([Normalize((0.5,) * 3, (0.25,) * 3)])

@@ -12,8 +12,8 @@ from echojepa.io import (
     Region,
     UltrasoundRegion,
     VideoReadError,
-    probe,
     read_video,
+    video_info,
     write_dicom,
 )
 from echojepa.io.dicom import US_MULTIFRAME_SOP_CLASS
@@ -110,7 +110,7 @@ def test_subset_of_frames_equals_full_decode(tmp_path):
 def test_fps_rule_order(tmp_path, kwargs, fps, source):
     path = tmp_path / "fps.dcm"
     write_dicom(path, colour_patches(), 25.0, regions=FULL, **kwargs)
-    info = probe(path)
+    info = video_info(path)
     assert info.fps == pytest.approx(fps) and info.fps_source == source
 
 
@@ -120,7 +120,7 @@ def test_frame_time_wins_over_a_different_cine_rate(tmp_path):
     ds = pydicom.dcmread(path)
     ds.CineRate = 12
     ds.save_as(path)
-    info = probe(path)
+    info = video_info(path)
     assert info.fps == pytest.approx(40.0) and info.fps_source == "FrameTime"
 
 
@@ -142,7 +142,7 @@ def test_tissue_region_crop_uses_largest_2d_region(tmp_path):
     ]
     path = tmp_path / "crop.dcm"
     write_dicom(path, src, 30.0, photometric="RGB", regions=regions)
-    info = probe(path)
+    info = video_info(path)
     assert info.region == Region(20, 10, 100, 80) and (info.height, info.width) == (70, 80)
     video = read_video(path)
     assert video.frames.shape == (4, 70, 80, 3)
@@ -166,7 +166,7 @@ def test_without_regions_fan_is_estimated_cropped_and_zeroed(tmp_path, make_fan_
     write_dicom(path, frames, 30.0, photometric=photometric)
     ys, xs = np.nonzero(fan)
     true_box = Region(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    info = probe(path)
+    info = video_info(path)
     video = read_video(path, [0, 5])
     assert info.region == video.info.region
     box = video.info.region
@@ -198,7 +198,7 @@ def test_doppler_spectrum_is_not_a_cine(tmp_path):
     with pytest.raises(NotACineError) as exc:
         read_video(path)
     assert exc.value.kind == "doppler"
-    assert probe(path).kind == "doppler"
+    assert video_info(path).kind == "doppler"
     assert read_video(path, allow_non_cine=True).info.kind == "doppler"
 
 
@@ -209,7 +209,7 @@ def test_doppler_page_with_small_2d_reference_is_doppler(tmp_path):
     ]
     path = tmp_path / "cw.dcm"
     write_dicom(path, colour_patches(frames=3), 30.0, regions=regions, kind="doppler")
-    assert probe(path).kind == "doppler"
+    assert video_info(path).kind == "doppler"
 
 
 def test_dicom_without_pixel_data_raises(tmp_path):
@@ -218,7 +218,7 @@ def test_dicom_without_pixel_data_raises(tmp_path):
     ds = pydicom.dcmread(path)
     del ds.PixelData
     ds.save_as(path)
-    for fn in (probe, read_video):
+    for fn in (video_info, read_video):
         with pytest.raises(VideoReadError, match="no PixelData") as exc:
             fn(path)
         assert str(path) in str(exc.value)
@@ -246,7 +246,7 @@ def test_non_dicom_with_dcm_suffix_raises(tmp_path):
 def test_dicom_detected_by_magic_without_suffix(tmp_path):
     path = tmp_path / "IM0001"
     write_dicom(path, colour_patches(), 30.0, regions=FULL)
-    assert probe(path).format == "dicom"
+    assert video_info(path).format == "dicom"
 
 
 def test_write_is_deterministic_per_seed(tmp_path):
@@ -285,7 +285,7 @@ def test_patient_identifiers_never_leak(tmp_path, caplog, capsys):
     seen: list[str] = []
     with caplog.at_level(logging.DEBUG):
         for path in (cine, noregion):
-            info = probe(path)
+            info = video_info(path)
             video = read_video(path)
             seen += [repr(info), repr(video), repr(video.info), str(info.to_json()), repr(info.meta)]
             print(info, video.info)
@@ -297,7 +297,7 @@ def test_patient_identifiers_never_leak(tmp_path, caplog, capsys):
             else:
                 seen.append("no error")
             try:
-                seen.append(repr(probe(path)))
+                seen.append(repr(video_info(path)))
             except VideoReadError as exc:
                 seen += [str(exc), repr(exc)]
     captured = capsys.readouterr()

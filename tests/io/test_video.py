@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from echojepa.io import NotACineError, VideoReadError, probe, read_video, write_video
+from echojepa.io import NotACineError, VideoReadError, read_video, video_info, write_video
 
 
 def smooth_cine(frames: int = 16, height: int = 64, width: int = 80, colour: bool = False) -> np.ndarray:
@@ -44,21 +44,21 @@ def test_colour_round_trip_keeps_channels_apart(tmp_path, suffix):
 
 
 @pytest.mark.parametrize("suffix,fps", [(".avi", 50.0), (".mp4", 29.97), (".avi", 12.5)])
-def test_probe_reports_exact_frames_fps_and_size(tmp_path, suffix, fps):
+def test_video_info_reports_exact_frames_fps_and_size(tmp_path, suffix, fps):
     path = tmp_path / f"p{suffix}"
     write_video(path, smooth_cine(frames=13, height=48, width=64), fps=fps)
-    info = probe(path)
+    info = video_info(path)
     assert (info.frames, info.height, info.width) == (13, 48, 64)
     assert info.fps == pytest.approx(fps, rel=1e-4)
     assert info.kind == "cine" and info.fps_source == "container" and info.region is None
 
 
-def test_probe_counts_packets_when_container_states_no_count(tmp_path):
+def test_video_info_counts_packets_when_container_states_no_count(tmp_path):
     path = tmp_path / "v.mkv"
     write_video(path, smooth_cine(frames=11), fps=25.0, codec="mjpeg")
     with av.open(str(path)) as c:
         assert c.streams.video[0].frames == 0  # Matroska keeps no frame count: demuxing must count
-    assert probe(path).frames == 11
+    assert video_info(path).frames == 11
     assert read_video(path).frames.shape[0] == 11
 
 
@@ -107,7 +107,7 @@ def test_empty_file_raises(tmp_path):
     path = tmp_path / "empty.avi"
     path.write_bytes(b"")
     with pytest.raises(VideoReadError, match="empty"):
-        probe(path)
+        video_info(path)
     with pytest.raises(VideoReadError, match="empty"):
         read_video(path)
 
@@ -120,7 +120,7 @@ def test_container_without_frames_raises_zero_frames(tmp_path):
         c.start_encoding()  # header only, no frame
     assert path.stat().st_size > 0
     with pytest.raises(VideoReadError, match="zero frames"):
-        probe(path)
+        video_info(path)
     with pytest.raises(VideoReadError, match="zero frames"):
         read_video(path)
 

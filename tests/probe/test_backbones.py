@@ -17,9 +17,12 @@ from echojepa.probe.backbones import (
     PIXEL_STAT_FEATURES,
     Backbone,
     BackboneError,
+    BackboneMismatchError,
     EchoPrimeBackbone,
+    PanEchoBackbone,
     Preprocess,
     build_backbone,
+    build_backbone_from_state,
     load_backbone_config,
     preprocess_from_config,
 )
@@ -358,3 +361,61 @@ def test_panecho_random_build_gives_one_768d_token_per_frame(panecho):
     assert tokens.shape == (1, 3, 768) and torch.isfinite(tokens).all()
     with pytest.raises(ValueError, match="covers 16 frames"):
         panecho(tiny_clip(batch=1, frames=17, size=32))
+
+
+# ----- token grid: where each token sits on the clip ----------
+def test_vit_token_grid_is_the_tubelet_grid_its_tokens_come_in():
+    pre = {**load_backbone_config("random_vit")["preprocess"], "img_size": 32, "num_frames": 4}
+    vit = build_backbone(load_backbone_config("random_vit", preprocess=pre))
+    grid = vit.token_grid((3, 4, 32, 32))
+    assert grid == (2, 2, 2) and math.prod(grid) == vit(tiny_clip(batch=1)).shape[1]
+    with pytest.raises(ValueError, match="does not tile"):
+        vit.token_grid((3, 4, 30, 32))
+
+
+def test_pixel_stats_token_grid_is_the_cell_grid_only_for_the_cells_layout():
+    cfg = {**load_backbone_config("pixel_stats"), "grid": 4}
+    cells = build_backbone({**cfg, "layout": "cells"})
+    assert cells.token_grid((3, 4, 32, 32)) == (1, 4, 4)
+    assert math.prod(cells.token_grid((3, 4, 32, 32))) == cells(tiny_clip(batch=1)).shape[1]
+    assert build_backbone({**cfg, "layout": "vector"}).token_grid((3, 4, 32, 32)) is None
+
+
+def test_echoprime_tokens_are_no_grid(echoprime):
+    # embedding: one pooled token; tokens: the class token comes before MViT's grid
+    assert echoprime.token_grid((3, 16, 224, 224)) is None
+
+
+def test_panecho_tokens_are_frames_only_without_the_upstream_frame_reshape(panecho):
+    # upstream reshape (the default): token k mixes (channel, time) slots 3k..3k+2 of several frames
+    assert panecho.model.upstream_frame_reshape and panecho.token_grid((3, 3, 32, 32)) is None
+    per_frame = build_backbone(
+        load_backbone_config("panecho", weights=None, allow_random=True, upstream_frame_reshape=False)
+    )
+    assert per_frame.token_grid((3, 3, 32, 32)) == (3, 1, 1)
+    assert per_frame(tiny_clip(batch=1, frames=3)).shape[1] == 3
+    pooled = PanEchoBackbone(per_frame.model, "embedding", "pooled", per_frame.preprocess, per_frame.config)
+    assert pooled.token_grid((3, 3, 32, 32)) is None
+
+
+# ----- rebuilding from a recorded config and state (model bundles) ----------
+def test_a_backbone_rebuilt_from_its_config_and_state_needs_no_weights_file(tmp_path):
+    path = export(tmp_path / "reference.pt", tiny_vit(seed=5))
+    built = build_backbone(ckpt_cfg(path))
+    state = {k: v.clone() for k, v in built.state_dict().items()}
+    path.unlink()
+    rebuilt = build_backbone_from_state(built.config, state)
+    assert rebuilt.identity() == built.identity()
+    assert_frozen(rebuilt)
+    torch.testing.assert_close(rebuilt(tiny_clip(size=64, frames=16)), built(tiny_clip(size=64, frames=16)))
+
+
+def test_rebuilding_refuses_a_config_without_architecture_and_a_state_that_does_not_fit(tmp_path):
+    built = build_backbone(ckpt_cfg(export(tmp_path / "reference.pt", tiny_vit(seed=5))))
+    with pytest.raises(BackboneError, match="no resolved model architecture"):
+        build_backbone_from_state({**built.config, "model": "cpu_tiny"}, built.state_dict())
+    state = dict(built.state_dict())
+    state.pop(next(iter(state)))
+    with pytest.raises(BackboneMismatchError, match="missing keys") as err:
+        build_backbone_from_state(built.config, state, "bundled backbone")
+    assert "\n" not in str(err.value) and "bundled backbone" in str(err.value)

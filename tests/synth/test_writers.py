@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 from echojepa.data.tracings import ef_from_tracings, read_volume_tracings
-from echojepa.io.video import probe_container
+from echojepa.io.video import container_info
 from echojepa.synth import generate, load_config
 from echojepa.synth.anatomy import VIEWS
 from echojepa.synth.writers import PHI_CANARY
@@ -92,7 +92,7 @@ def test_echonet_dynamic_layout_is_exact(synth_world):
     assert {r["Split"] for r in rows} == {"TRAIN", "VAL", "TEST"}
     for r in rows:
         assert not r["FileName"].endswith(".avi")
-        info = probe_container(root / "Videos" / f"{r['FileName']}.avi")
+        info = container_info(root / "Videos" / f"{r['FileName']}.avi")
         assert (info.height, info.width) == (112, 112) == (int(r["FrameHeight"]), int(r["FrameWidth"]))
         assert info.frames == int(r["NumberOfFrames"])
         assert info.fps == pytest.approx(float(r["FPS"]))
