@@ -41,6 +41,13 @@ class Acquisition:
     clutter: float
     fps: float
     white_level_db: float = 6.0  # amplitude (re myocardium) that maps to full white at 0 dB gain
+    # Realistic variation (echojepa.synth.variation); the defaults leave the image untouched.
+    rotation_deg: float = 0.0  # heart orientation: in-plane turn about the pivot (anatomy frame)
+    pivot_x_cm: float = 0.0  # LV centre at end-diastole, anatomy frame
+    pivot_y_cm: float = 0.0
+    tgc_db: tuple[float, ...] = ()  # TGC slider offsets, evenly spaced from the top to full depth
+    shadows: tuple[tuple[float, float, float], ...] = ()  # (centre deg, width deg, loss dB) from the skin
+    foreshortening: float = 0.0  # share of the apical LV length the imaging plane misses
 
 
 @dataclass(frozen=True)
@@ -75,16 +82,27 @@ class PolarGrid:
 
 
 def view_to_anatomy(x: np.ndarray, y: np.ndarray, acq: Acquisition) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse probe pose: view = R(angle) @ anatomy + offset."""
+    """Inverse probe pose: view = R(angle) @ (R(rotation) @ (anatomy - pivot) + pivot) + offset."""
     a = np.deg2rad(acq.angle_deg)
     dx, dy = x - acq.offset_x_cm, y - acq.offset_y_cm
-    return np.cos(a) * dx + np.sin(a) * dy, -np.sin(a) * dx + np.cos(a) * dy
+    ax, ay = np.cos(a) * dx + np.sin(a) * dy, -np.sin(a) * dx + np.cos(a) * dy
+    if acq.rotation_deg:  # skipped when 0 so that the unvaried world keeps its exact bytes
+        b = np.deg2rad(acq.rotation_deg)
+        qx, qy = ax - acq.pivot_x_cm, ay - acq.pivot_y_cm
+        ax = np.cos(b) * qx + np.sin(b) * qy + acq.pivot_x_cm
+        ay = -np.sin(b) * qx + np.cos(b) * qy + acq.pivot_y_cm
+    return ax, ay
 
 
 def anatomy_to_view(points: np.ndarray, acq: Acquisition) -> np.ndarray:
     """Points [..., 2] in the anatomy frame -> view frame (cm)."""
-    a = np.deg2rad(acq.angle_deg)
     x, y = points[..., 0], points[..., 1]
+    if acq.rotation_deg:
+        b = np.deg2rad(acq.rotation_deg)
+        qx, qy = x - acq.pivot_x_cm, y - acq.pivot_y_cm
+        x = np.cos(b) * qx - np.sin(b) * qy + acq.pivot_x_cm
+        y = np.sin(b) * qx + np.cos(b) * qy + acq.pivot_y_cm
+    a = np.deg2rad(acq.angle_deg)
     return np.stack(
         [np.cos(a) * x - np.sin(a) * y + acq.offset_x_cm, np.sin(a) * x + np.cos(a) * y + acq.offset_y_cm], -1
     )
@@ -250,6 +268,8 @@ def envelope(
     r = grid.r.astype(np.float32)[None, :, None]  # [1, R, 1]
     refl = reflectivity + np.float32(acq.clutter) * np.exp(-r / np.float32(1.5))  # near-field haze
     field = scat * np.sqrt(refl)
+    if acq.shadows:  # a rib or lung in the way dims every echo behind it, not the receiver noise
+        field *= shadow_profile(grid, acq.shadows)[None, None, :]
     ka, kl = psf_kernels(grid, acq)
     if ka.size > 1:
         field = correlate1d(field, ka, axis=1, mode="reflect")
@@ -264,7 +284,28 @@ def envelope(
         amp = (10.0 ** (noise_db[rows] / 20.0)).astype(np.float32)[None, :, None]
         sub = field[:, rows[0] :]
         sub += _complex_normal(rng, sub.size).reshape(sub.shape) * amp
-    return np.abs(field)
+    out = np.abs(field)
+    if acq.tgc_db:  # the operator's TGC sliders amplify echoes and noise alike
+        out *= tgc_profile(grid, acq.tgc_db)[None, :, None]
+    return out
+
+
+def tgc_profile(grid: PolarGrid, sliders_db: tuple[float, ...]) -> np.ndarray:
+    """Amplitude gain per depth sample [n_r]: slider offsets (dB) at evenly spaced depths from the top
+    to full depth, linearly interpolated, as a console's TGC slide pots."""
+    knots = np.linspace(0.0, grid.depth_cm, len(sliders_db))
+    return (10.0 ** (np.interp(grid.r, knots, sliders_db) / 20.0)).astype(np.float32)
+
+
+def shadow_profile(grid: PolarGrid, shadows: tuple[tuple[float, float, float], ...]) -> np.ndarray:
+    """Amplitude factor per beam angle [n_theta]: each shadow a raised-cosine dip of its loss (dB)
+    across its width (degrees), centred at its angle from the sector's centre line."""
+    theta = np.rad2deg(grid.theta)
+    loss_db = np.zeros_like(theta)
+    for centre, width, db in shadows:
+        u = np.clip(np.abs(theta - centre) / (width / 2.0), 0.0, 1.0)
+        loss_db += db * 0.5 * (1.0 + np.cos(np.pi * u))
+    return (10.0 ** (-loss_db / 20.0)).astype(np.float32)
 
 
 def log_compress(amplitude: np.ndarray, acq: Acquisition) -> np.ndarray:

@@ -15,7 +15,7 @@ Every function works on flattened sample coordinates `x, y` ([P]) for all frames
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -65,6 +65,28 @@ class Heart:
     @property
     def diameter_ed(self) -> float:
         return self.aspect * self.length_ed
+
+
+def foreshortened(heart: Heart, share: float) -> Heart:
+    """The LV an apical plane shows when it misses the true apex by `share` of the LV length: the
+    long axis shorter by that share at every phase, diameters unchanged, so the imaged (and traced)
+    volumes shrink by the same share and the ejection fraction is exactly the heart's."""
+    if share <= 0.0:
+        return heart
+    keep = 1.0 - share
+    return replace(heart, edv_ml=heart.edv_ml * keep, esv_ml=heart.esv_ml * keep, aspect=heart.aspect / keep)
+
+
+def lv_centre(view: str, heart: Heart) -> np.ndarray:
+    """The LV's centre at end-diastole in the anatomy frame (cm): the pivot of in-plane rotations."""
+    if view in _APICAL_LAYOUT:
+        apex, e, _ = _apical_frame(view, heart)
+        return apex + 0.5 * heart.length_ed * e
+    if view == "PLAX":
+        return np.asarray(_PLAX_APEX) * heart.size + 0.5 * heart.length_ed * _unit(_PLAX_AXIS)
+    if view == "PSAX":
+        return np.asarray(_PSAX_CENTRE) * heart.size
+    raise ValueError(f"unknown view {view!r}; EchoSynth renders {VIEWS}")
 
 
 def volume_curve(phase: np.ndarray, systole_frac: float) -> np.ndarray:

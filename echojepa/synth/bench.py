@@ -9,7 +9,14 @@ from dataclasses import replace
 from echojepa.synth.acoustics import full_frame_geometry
 from echojepa.synth.anatomy import VIEWS
 from echojepa.synth.config import SynthConfig, load_config
-from echojepa.synth.world import render_video, rng_for, sample_acquisition, sample_patient
+from echojepa.synth.world import (
+    acquire,
+    render_video,
+    rng_for,
+    sample_acquisition,
+    sample_patient,
+    variation_rng,
+)
 
 
 def benchmark(
@@ -22,7 +29,8 @@ def benchmark(
 ) -> dict[str, float]:
     """Render n clips (cycling through `views`) in this process; returns and prints clips/s.
 
-    Rendering only (anatomy, speckle, PSF, log compression, scan conversion), not file encoding.
+    Rendering only (anatomy, speckle, PSF, log compression, scan conversion), not file encoding;
+    with the preset's acquisition variation (`variation`), at a fixed 50 fps.
     """
     cfg = preset if isinstance(preset, SynthConfig) else load_config(preset)
     pop = cfg.populations["adult"]
@@ -42,7 +50,7 @@ def benchmark(
         view = views[i % len(views)]
         rng = rng_for(0, "bench", i)
         patient = sample_patient(rng, pop, f"b{i}", "adult")
-        acq = sample_acquisition(rng, cfg.sites["A"], patient.heart.size, cfg.tissue.view_depth[view])
+        acq, patient, _ = acquire(rng, cfg, "A", patient, view, variation_rng(cfg, 0, "bench", i))
         acq = replace(acq, fps=50.0)
         render_video(
             patient,

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
 from echojepa.paths import CONF_DIR
 
-GENERATOR_VERSION = "echosynth-1.0"
+# 1.1: per-video acquisition variation (`variation: realistic`); `variation: off` writes 1.0's world
+GENERATOR_VERSION = "echosynth-1.1"
+VARIATION_MODES = ("realistic", "off")
 
 
 @dataclass
@@ -38,6 +41,47 @@ class SiteConfig:
     white_level_db: float = 6.0  # echo amplitude (dB re myocardium) shown white at 0 dB gain
     clutter: list[float] = field(default_factory=lambda: [0.0, 0.05])  # near-field haze reflectivity
     fps: list[float] = field(default_factory=lambda: [30.0, 60.0])
+
+
+@dataclass
+class FpsReference:
+    """Where a drawn frame rate holds: deeper or wider sectors scan fewer frames per second."""
+
+    depth_cm: float = 16.0
+    sector_deg: float = 75.0
+
+
+@dataclass
+class VariationConfig:
+    """Per-video acquisition variation of one population (`variation: realistic`).
+
+    Operator and patient settings (geometry, gain, TGC, frequency, frame rate) are drawn from these
+    ranges and replace or shift the site's draw; scanner traits (PSF at the site's frequency, dynamic
+    range, grey map, noise floor, clutter) stay the site's. Relative ranges are dB added to the site's.
+    """
+
+    depth_per_size_cm: list[float] = field(default_factory=lambda: [13.0, 21.0])  # x heart size x view
+    sector_deg: list[float] = field(default_factory=lambda: [60.0, 90.0])
+    angle_deg: list[float] = field(default_factory=lambda: [-10.0, 10.0])  # probe aim, about the probe
+    rotation_deg: list[float] = field(default_factory=lambda: [-15.0, 15.0])  # heart axis, about the LV
+    offset_x_cm: list[float] = field(default_factory=lambda: [-1.0, 1.0])  # x heart size
+    offset_y_cm: list[float] = field(default_factory=lambda: [-0.5, 1.5])  # x heart size (chest wall)
+    fit_margin_cm: float = 0.5  # the LV (apical, PSAX) stays this far inside the sector and frame
+    fit_tries: int = 30
+    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])  # relative
+    dynamic_range_db: list[float] = field(default_factory=lambda: [-5.0, 5.0])  # relative
+    tgc_sliders: int = 8
+    tgc_db: list[float] = field(default_factory=lambda: [-4.0, 4.0])  # relative, per slider
+    freq_mhz: list[float] = field(default_factory=lambda: [1.5, 4.0])
+    penetration_cm_mhz: float = 53.0  # highest usable frequency = this / depth
+    freq_choice: list[float] = field(default_factory=lambda: [0.6, 1.0])  # share of the highest usable
+    fps: list[float] = field(default_factory=lambda: [30.0, 80.0])
+    fps_reference: FpsReference = field(default_factory=FpsReference)
+    heart_rate_jitter: float = 0.05  # relative sd of a clip's heart rate about the patient's
+    foreshortening: list[float] = field(default_factory=lambda: [0.0, 0.12])  # apical LV length lost
+    shadow_prob: float = 0.15  # chance of a rib / lung shadow across the sector
+    shadow_width_deg: list[float] = field(default_factory=lambda: [5.0, 15.0])
+    shadow_db: list[float] = field(default_factory=lambda: [6.0, 20.0])
 
 
 @dataclass
@@ -158,6 +202,12 @@ class SynthConfig:
     populations: dict[str, PopulationConfig] = field(
         default_factory=lambda: {"adult": PopulationConfig(), "pediatric": PopulationConfig()}
     )
+    # "realistic" | "off" (each site's fixed-protocol ranges only). Typed Any so that YAML's reading
+    # of a bare `off` (false) reaches _validate as a bool and is read back as "off".
+    variation: Any = "realistic"
+    realistic: dict[str, VariationConfig] = field(
+        default_factory=lambda: {"adult": VariationConfig(), "pediatric": VariationConfig()}
+    )
 
 
 WORLD_FILE = "world"  # conf/synth/world.yaml: the physics every preset shares
@@ -167,22 +217,45 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "synth").glob("*.yaml") if p.stem != WORLD_FILE)
 
 
+def _preset_path(preset: str | Path) -> Path:
+    path = Path(preset)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONF_DIR / "synth" / f"{preset}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown EchoSynth preset {str(preset)!r} (no {path}); known: {preset_names()}")
+    return path
+
+
+def _preset_layers(preset: str | Path) -> list:
+    """The preset's YAML and, first, the presets it names as `base` (a preset that differs from
+    another in a few keys, e.g. demo_off = demo without the acquisition variation)."""
+    layers, seen = [], []
+    path = _preset_path(preset)
+    while True:
+        if path in seen:
+            raise ValueError(f"EchoSynth preset {path}: its `base` chain loops back to itself")
+        seen.append(path)
+        layer = OmegaConf.load(path)
+        base = layer.pop("base", None)
+        layers.insert(0, layer)
+        if base is None:
+            return layers
+        path = _preset_path(base)
+
+
 def load_config(preset: str | Path | SynthConfig, **overrides: object) -> SynthConfig:
     """A preset name (`tiny`, `demo`, `full`), a YAML path or a ready SynthConfig -> SynthConfig.
 
-    A preset YAML is merged over conf/synth/world.yaml (sites, populations, tissue), so presets only
-    hold what differs (counts, video lengths). `overrides` are dotted keys (`echonet.train=3`).
+    A preset YAML is merged over conf/synth/world.yaml (sites, populations, tissue, variation), so
+    presets only hold what differs (counts, video lengths); a preset may name another as its `base`.
+    `overrides` are dotted keys (`echonet.train=3`, `variation=off`).
     """
     if isinstance(preset, SynthConfig):
         base = OmegaConf.structured(preset)
     else:
-        path = Path(preset)
-        if path.suffix not in (".yaml", ".yml"):
-            path = CONF_DIR / "synth" / f"{preset}.yaml"
-        if not path.is_file():
-            raise ValueError(f"unknown EchoSynth preset {str(preset)!r} (no {path}); known: {preset_names()}")
+        layers = _preset_layers(preset)
         world = CONF_DIR / "synth" / f"{WORLD_FILE}.yaml"
-        base = OmegaConf.merge(OmegaConf.structured(SynthConfig), OmegaConf.load(world), OmegaConf.load(path))
+        base = OmegaConf.merge(OmegaConf.structured(SynthConfig), OmegaConf.load(world), *layers)
     if overrides:
         base = OmegaConf.merge(base, OmegaConf.from_dotlist([f"{k}={v}" for k, v in overrides.items()]))
     cfg = OmegaConf.to_object(base)
@@ -200,6 +273,16 @@ def _validate(cfg: SynthConfig) -> None:
     lo, hi = cfg.video.frames
     if not 2 <= lo <= hi:
         raise ValueError(f"video.frames must be [low, high] with 2 <= low <= high, got {cfg.video.frames}")
+    if cfg.variation is False:  # YAML 1.1 reads `variation: off` (and `variation=off`) as false
+        cfg.variation = "off"
+    if cfg.variation not in VARIATION_MODES:
+        raise ValueError(f"variation must be one of {list(VARIATION_MODES)}, got {cfg.variation!r}")
+    for name in ("adult", "pediatric"):
+        if name not in cfg.realistic:
+            raise ValueError(f"EchoSynth config needs realistic.{name}")
+    for pop_name, var in cfg.realistic.items():
+        if var.tgc_sliders < 2 or var.fit_tries < 1:
+            raise ValueError(f"realistic.{pop_name}: tgc_sliders must be >= 2 and fit_tries >= 1")
     for pop_name, pop in cfg.populations.items():
         if len(pop.ef_bins) != len(pop.ef_bin_weights):
             raise ValueError(f"populations.{pop_name}: ef_bins and ef_bin_weights differ in length")

@@ -11,7 +11,7 @@ from echojepa.io.atomic import atomic_write
 from echojepa.synth.acoustics import full_frame_geometry
 from echojepa.synth.anatomy import VIEWS
 from echojepa.synth.config import SynthConfig
-from echojepa.synth.world import render_video, rng_for, sample_acquisition, sample_patient, sample_timing
+from echojepa.synth.world import acquire, render_video, rng_for, sample_patient, sample_timing, variation_rng
 
 
 def contact_sheet(path: Path, cfg: SynthConfig, seed: int = 0, size: int = 112) -> None:
@@ -27,13 +27,12 @@ def contact_sheet(path: Path, cfg: SynthConfig, seed: int = 0, size: int = 112) 
         patient = sample_patient(rng_for(seed, "preview", pop), cfg.populations[pop], f"preview-{pop}", pop)
         for j, view in enumerate(VIEWS):
             rng = rng_for(seed, "preview", pop, view)
-            acq = sample_acquisition(rng, cfg.sites[site], patient.heart.size, cfg.tissue.view_depth[view])
-            n, fps, start = sample_timing(
-                rng, cfg.video, acq.fps, cfg.sites[site].fps[0], patient.heart_rate_bpm
-            )
+            vrng = variation_rng(cfg, seed, "preview", pop, view)
+            acq, shown, fps_min = acquire(rng, cfg, site, patient, view, vrng)
+            n, fps, start = sample_timing(rng, cfg.video, acq.fps, fps_min, shown.heart_rate_bpm)
             acq = replace(acq, fps=fps)
             sv = render_video(
-                patient,
+                shown,
                 view,
                 acq,
                 full_frame_geometry(size, size, acq.depth_cm),

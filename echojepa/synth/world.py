@@ -2,13 +2,15 @@
 
 Randomness: every patient and every video draws from its own numpy Generator seeded by
 (seed, dataset, index[, view]) through `rng_for`, never from global state, so a dataset is
-byte-identical for a seed whatever order or subset is generated.
+byte-identical for a seed whatever order or subset is generated. A video's acquisition variation
+(`variation: realistic`, echojepa.synth.variation) draws from a second Generator of its own, so
+turning it off gives back exactly the world drawn from each site's fixed protocol.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,7 +37,8 @@ from echojepa.synth.anatomy import (
     psax_lv_contour,
     render_scene,
 )
-from echojepa.synth.config import PopulationConfig, SiteConfig, TissueConfig, VideoConfig
+from echojepa.synth.config import PopulationConfig, SiteConfig, SynthConfig, TissueConfig, VideoConfig
+from echojepa.synth.variation import shown_heart, vary
 
 
 def rng_for(seed: int, *keys: str | int) -> np.random.Generator:
@@ -145,6 +148,32 @@ def sample_acquisition(
     )
 
 
+def variation_rng(cfg: SynthConfig, seed: int, *keys: str | int) -> np.random.Generator | None:
+    """The Generator of a clip's acquisition variation (its own stream: switching the variation
+    leaves every other draw alone); None when the world's variation is off."""
+    return rng_for(seed, *keys, "variation") if cfg.variation == "realistic" else None
+
+
+def acquire(
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    site: str,
+    patient: Patient,
+    view: str,
+    vrng: np.random.Generator | None,
+) -> tuple[Acquisition, Patient, float]:
+    """A clip's acquisition, the patient as the clip shows them (its heart rate) and the lowest frame
+    rate a short clip may be slowed to: the site's draw, varied per clip when `vrng` is given."""
+    site_cfg = cfg.sites[site]
+    view_depth = cfg.tissue.view_depth[view]
+    acq = sample_acquisition(rng, site_cfg, patient.heart.size, view_depth)
+    if vrng is None:
+        return acq, patient, site_cfg.fps[0]
+    var = cfg.realistic[patient.population]
+    v = vary(vrng, acq, var, patient.heart, patient.heart_rate_bpm, view, view_depth)
+    return v.acq, replace(patient, heart_rate_bpm=v.heart_rate_bpm), v.fps_min
+
+
 def sample_timing(
     rng: np.random.Generator, video: VideoConfig, fps: float, fps_min: float, heart_rate_bpm: float
 ) -> tuple[int, float, float]:
@@ -177,6 +206,11 @@ class SimVideo:
     amplitude: np.ndarray | None = None  # [T, n_r, n_theta] envelope (kept on request)
 
     @property
+    def heart(self) -> Heart:
+        """The heart as imaged (and traced): apical views may be foreshortened."""
+        return shown_heart(self.patient.heart, self.view, self.acq)
+
+    @property
     def ed_frame(self) -> int:
         return int(np.argmax(self.state.volume_ml))
 
@@ -189,7 +223,7 @@ class SimVideo:
 
     def disk_tracing(self, frame: int) -> np.ndarray:
         """[1 + 20, 4] long axis + chords in pixels of the written frame."""
-        rows = apical_lv_axis_and_chords(self.view, self.patient.heart, self.state, frame, N_DISKS)
+        rows = apical_lv_axis_and_chords(self.view, self.heart, self.state, frame, N_DISKS)
         p1 = self.to_pixels(rows[:, :2])
         p2 = self.to_pixels(rows[:, 2:])
         return np.concatenate([p1, p2], axis=1)
@@ -197,9 +231,9 @@ class SimVideo:
     def contour(self, frame: int) -> np.ndarray:
         """LV endocardial polygon [n, 2] in pixels (apical views: open at the mitral plane)."""
         if self.view == "PSAX":
-            pts = psax_lv_contour(self.patient.heart, self.state, frame)
+            pts = psax_lv_contour(self.heart, self.state, frame)
         else:
-            pts = apical_lv_contour(self.view, self.patient.heart, self.state, frame)
+            pts = apical_lv_contour(self.view, self.heart, self.state, frame)
         return self.to_pixels(pts)
 
 
@@ -230,10 +264,11 @@ def render_video(
     )
     t = np.arange(n_frames) / acq.fps
     phase = start_phase + t * patient.heart_rate_bpm / 60.0
-    st = lv_state(patient.heart, phase)
+    heart = shown_heart(patient.heart, view, acq)
+    st = lv_state(heart, phase)
     ax, ay = view_to_anatomy(*grid.view_xy(), acq)
     texture = texture_field(rng, (grid.n_r, grid.n_theta), tissue.texture_sd)
-    scene = render_scene(view, patient.heart, st, ax, ay, tissue, texture, labels=keep_maps)
+    scene = render_scene(view, heart, st, ax, ay, tissue, texture, labels=keep_maps)
     # tissue cells 1.5x finer than the grid: at rest no two samples share a cell
     scat = scatterers(
         rng,

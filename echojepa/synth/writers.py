@@ -40,11 +40,12 @@ from echojepa.synth.config import GENERATOR_VERSION, SynthConfig, load_config
 from echojepa.synth.world import (
     Patient,
     SimVideo,
+    acquire,
     render_video,
     rng_for,
-    sample_acquisition,
     sample_patient,
     sample_timing,
+    variation_rng,
 )
 
 ECHONET_COLUMNS = [
@@ -79,7 +80,7 @@ def _write_csv(path: Path, columns: list[str], rows: Iterable[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _truth_row(sv: SimVideo, **extra: object) -> dict:
+def _truth_row(sv: SimVideo, varied: bool, **extra: object) -> dict:
     """Latent truth of one video (nominal labels, heart, acquisition): EchoSynthTruth.csv."""
     p, h, a = sv.patient, sv.patient.heart, sv.acq
     row = {
@@ -118,6 +119,11 @@ def _truth_row(sv: SimVideo, **extra: object) -> dict:
         "tgc_residual_db_cm",
     ):
         row[k] = _f(getattr(a, k))
+    if varied:  # columns of the acquisition variation (absent from a world without it)
+        for k in ("rotation_deg", "offset_x_cm", "offset_y_cm", "freq_mhz", "foreshortening"):
+            row[k] = _f(getattr(a, k))
+        row["tgc_db"] = ";".join(_f(x, 2) for x in a.tgc_db)
+        row["shadow_db"] = _f(sum(db for _, _, db in a.shadows), 2)
     return row
 
 
@@ -125,6 +131,10 @@ def _truth_row(sv: SimVideo, **extra: object) -> dict:
 class _Ctx:
     cfg: SynthConfig
     seed: int
+
+    @property
+    def varied(self) -> bool:
+        return self.cfg.variation == "realistic"
 
 
 def _simulate(
@@ -136,12 +146,12 @@ def _simulate(
     site: str,
     geometry_for: Callable[[float, float], object],
 ) -> SimVideo:
-    """Render one video; its Generator depends only on (seed, dataset, index, view)."""
+    """Render one video; its Generators depend only on (seed, dataset, index, view)."""
     cfg = ctx.cfg
     rng = rng_for(ctx.seed, dataset, index, view)
-    site_cfg = cfg.sites[site]
-    acq = sample_acquisition(rng, site_cfg, patient.heart.size, cfg.tissue.view_depth[view])
-    n, fps, start = sample_timing(rng, cfg.video, acq.fps, site_cfg.fps[0], patient.heart_rate_bpm)
+    vrng = variation_rng(cfg, ctx.seed, dataset, index, view)
+    acq, patient, fps_min = acquire(rng, cfg, site, patient, view, vrng)
+    n, fps, start = sample_timing(rng, cfg.video, acq.fps, fps_min, patient.heart_rate_bpm)
     acq = replace(acq, fps=float(round(fps)))  # containers and FileLists carry whole fps, like EchoNet
     geometry = geometry_for(acq.depth_cm, acq.sector_deg)
     return render_video(patient, view, acq, geometry, n, start, rng, cfg.tissue, cfg.video)
@@ -212,7 +222,7 @@ def _echonet_item(ctx: _Ctx, root: str, dataset: str, site: str, prefix: str, in
         for frame in sorted(traced)
         for r in traced[frame]
     ]
-    truth = _truth_row(sv, FileName=name, split=split, site=site, ef_measured=_f(ef))
+    truth = _truth_row(sv, ctx.varied, FileName=name, split=split, site=site, ef_measured=_f(ef))
     return {"filelist": filelist, "tracings": tracings, "truth": truth}
 
 
@@ -305,7 +315,9 @@ def _pediatric_item(ctx: _Ctx, root: str, index: int) -> dict:
                 for x, y in np.round(sv.contour(frame), 4)
             ]
         )
-        out["truth"].append(_truth_row(sv, FileName=name, fold=fold, ef_measured=_f(ef), accession=acc))
+        out["truth"].append(
+            _truth_row(sv, ctx.varied, FileName=name, fold=fold, ef_measured=_f(ef), accession=acc)
+        )
     return out
 
 
@@ -488,6 +500,7 @@ def _mimic_item(ctx: _Ctx, root: str, study: _Study) -> dict:
         out["truth"].append(
             _truth_row(
                 sv,
+                ctx.varied,
                 dicom_filepath=rel.as_posix(),
                 subject_id=study.subject_id,
                 study_id=study.study_id,
@@ -669,6 +682,7 @@ def generate(
     manifest = {
         "generator": GENERATOR_VERSION,
         "preset": cfg.name,
+        "variation": cfg.variation,
         "seed": int(seed),
         "counts": counts,
         "elapsed_s": round(time.perf_counter() - t0, 2),

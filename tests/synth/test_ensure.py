@@ -41,3 +41,19 @@ def test_a_folder_of_other_data_is_never_written_into(tmp_path):
     with pytest.raises(NotASyntheticWorldError, match="my_study.csv"):
         ensure_world(tmp_path, "tiny", 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my_study.csv"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("variation", "off"), ("generator", "echosynth-1.0"), ("seed", 1), ("preset", "demo")]
+)
+def test_a_world_written_otherwise_is_rewritten_as_configured(synth_world, tmp_path, monkeypatch, key, value):
+    import json
+
+    world = tmp_path / "world"
+    shutil.copytree(synth_world, world)
+    manifest = json.loads((world / "manifest.json").read_text())
+    (world / "manifest.json").write_text(json.dumps({**manifest, key: value}))
+    calls = []
+    monkeypatch.setattr("echojepa.synth.ensure.generate", lambda *a, **k: calls.append((a, k)))
+    assert ensure_world(world, "tiny", 0) is True
+    assert calls == [((world, "tiny"), {"seed": 0})]
