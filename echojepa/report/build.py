@@ -20,6 +20,8 @@ from rich.console import Console
 
 from echojepa.io.atomic import atomic_write_bytes, atomic_write_text
 from echojepa.report import plots
+from echojepa.report.claims import Claim, claims_html, claims_markdown, seed_claims
+from echojepa.report.paired import Pairing
 from echojepa.report.records import ResultSet, load_records, order_backbones, resolve_csv
 from echojepa.report.render import to_html, to_markdown, to_rich
 from echojepa.report.tables import ROBUSTNESS_CONDITIONS, SAMPLE_FRACTIONS, Table, build_tables, complete
@@ -134,6 +136,8 @@ def _table_values(table: Table, first: int, count: int, keys: Sequence[str]) -> 
 def _table_figures(tables: dict[str, Table], figs: _Figures) -> None:
     series = {}
     for row in tables["sample_efficiency"].rows:
+        if row.summary:  # the paired improvement rows are not curves
+            continue
         points = [(f, c) for (f, _), c in zip(SAMPLE_FRACTIONS, row.cells) if c.finite]
         if points:
             series[row.label] = (
@@ -196,10 +200,12 @@ def _summary_lines(tables: list[Table], n_records: int, superseded: int, skipped
     return lines
 
 
-def _markdown(title: str, summary: list[str], tables: list[Table], figs: _Figures, out: Path) -> str:
+def _markdown(
+    title: str, summary: list[str], tables: list[Table], figs: _Figures, out: Path, claims: list[Claim]
+) -> str:
     parts = [f"# {title}", "", "## Summary", ""]
     parts += [f"- {line}" for line in summary]
-    parts += ["", "## Tables", ""]
+    parts += ["", claims_markdown(claims), "## Tables", ""]
     parts += [to_markdown(t, ci=True) for t in tables]
     if figs.items:
         parts += ["## Figures", ""]
@@ -208,7 +214,7 @@ def _markdown(title: str, summary: list[str], tables: list[Table], figs: _Figure
     return "\n".join(parts) + "\n"
 
 
-def _html(title: str, summary: list[str], tables: list[Table], figs: _Figures) -> str:
+def _html(title: str, summary: list[str], tables: list[Table], figs: _Figures, claims: list[Claim]) -> str:
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -218,7 +224,9 @@ def _html(title: str, summary: list[str], tables: list[Table], figs: _Figures) -
         f"<h1>{esc(title)}</h1>",
         "<h2>Summary</h2><ul>",
         *(f"<li>{esc(line)}</li>" for line in summary),
-        "</ul><h2>Tables</h2>",
+        "</ul>",
+        claims_html(claims),
+        "<h2>Tables</h2>",
         *(to_html(t, ci=True) for t in tables),
     ]
     if figs.items:
@@ -254,13 +262,16 @@ def build_report(
     missing_predictions: "error" (default) stops when a record names a predictions CSV that does not
     exist; "skip" leaves that figure out and lists it in the summary.
     Returns {"markdown", "html", "figures": [paths], "complete": bool, "tables": {key: {"title",
-    "rows", "missing", "complete"}}, "n_records", "superseded", "skipped_figures": [reasons]}.
+    "rows", "missing", "complete"}}, "n_records", "superseded", "skipped_figures": [reasons],
+    "claims": [each seed claim's paired test, see `echojepa.report.claims`]}.
     """
     if missing_predictions not in ("error", "skip"):
         raise ValueError(f"missing_predictions must be 'error' or 'skip', got {missing_predictions!r}")
     store, out = Path(store), Path(out)
     rs = ResultSet.from_records(load_records(store))
-    tables = build_tables(rs)
+    pairing = Pairing(store, missing=missing_predictions)  # paired CIs read the predictions CSVs
+    tables = build_tables(rs, pairing)
+    claims = seed_claims(rs, pairing)
     out.mkdir(parents=True, exist_ok=True)
     figs = _Figures(out / "figures")
     figs.folder.mkdir(exist_ok=True)
@@ -288,8 +299,8 @@ def build_report(
         totals = ", ".join(f"{name} {gflops:,.1f} GFLOP" for name, gflops in pretrain_gflops.items())
         summary.append(f"Pretraining compute (analytic FLOPs summed over every step's masks): {totals}.")
     md_path, html_path = out / "report.md", out / "report.html"
-    atomic_write_text(md_path, _markdown(title, summary, tables, figs, out))
-    atomic_write_text(html_path, _html(title, summary, tables, figs))
+    atomic_write_text(md_path, _markdown(title, summary, tables, figs, out, claims))
+    atomic_write_text(html_path, _html(title, summary, tables, figs, claims))
     return {
         "markdown": md_path,
         "html": html_path,
@@ -302,6 +313,7 @@ def build_report(
         "n_records": len(rs.records),
         "superseded": rs.superseded,
         "skipped_figures": skipped,
+        "claims": [c.as_dict() for c in claims],
     }
 
 

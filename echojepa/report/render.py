@@ -12,6 +12,9 @@ from rich.markup import escape as rich_escape
 from rich.table import Table as RichTable
 
 from echojepa.report.tables import (
+    FMT_GAIN,
+    FMT_GAIN_PCT,
+    FMT_GAIN_PTS,
     FMT_MAE,
     FMT_PCT,
     FMT_PCT_PLAIN,
@@ -26,6 +29,8 @@ MISSING = "—"
 
 
 def format_value(value: float, fmt: str) -> str:
+    if fmt in (FMT_GAIN, FMT_GAIN_PCT, FMT_GAIN_PTS):
+        return format_gain(value, fmt)
     if fmt == FMT_MAE:
         return f"{value:.2f}"
     if fmt == FMT_PCT:
@@ -37,6 +42,27 @@ def format_value(value: float, fmt: str) -> str:
     if fmt == FMT_PTS:
         return f"{100 * value:+.1f} pts"
     raise ValueError(f"unknown cell format {fmt!r}")
+
+
+def _gain_magnitude(value: float, fmt: str, sign: str = "") -> str:
+    if fmt == FMT_GAIN:
+        return f"{value:{sign}.2f}"
+    return f"{100 * value:{sign}.1f}" + ("%" if fmt == FMT_GAIN_PCT else " pts")
+
+
+def format_gain(value: float, fmt: str) -> str:
+    """An improvement in words, so better reads as better: 0.034 -> "3.4% better", -0.034 -> "3.4% worse"."""
+    text = _gain_magnitude(abs(value), fmt)
+    if not any(ch in "123456789" for ch in text):
+        return f"{text} (no difference)"
+    return f"{text} {'better' if value > 0 else 'worse'}"
+
+
+def format_ci(lo: float, hi: float, fmt: str) -> str:
+    """A CI in brackets; an improvement's CI signed (+ = better), as words would not fit."""
+    if fmt in (FMT_GAIN, FMT_GAIN_PCT, FMT_GAIN_PTS):
+        return f"[{_gain_magnitude(lo, fmt, '+')}, {_gain_magnitude(hi, fmt, '+')}]"
+    return f"[{format_value(lo, fmt)}, {format_value(hi, fmt)}]"
 
 
 def _spread(value: float, fmt: str) -> str:
@@ -55,8 +81,7 @@ def format_cell(cell: Cell, column: Column, ci: bool = True) -> str:
     if cell.sd is not None and cell.n_seeds > 1:
         text += f" ± {_spread(cell.sd, fmt)}"
     elif ci and cell.ci is not None:
-        lo, hi = cell.ci
-        text += f" [{format_value(lo, fmt)}, {format_value(hi, fmt)}]"
+        text += f" {format_ci(*cell.ci, fmt)}"
     return text
 
 

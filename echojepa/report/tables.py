@@ -12,6 +12,14 @@ What fills a cell (records from `echojepa.report.records`):
   `Table.missing`. If some seeds of a cell lack the metric the whole cell is missing rather than
   averaged over fewer seeds.
 Accuracies are stored as fractions (0-1) and shown as percentages; MAEs are shown in their units.
+
+Paired rows (summary rows, never counted as missing): for the pairs the seed's claims compare (each
+latent-prediction backbone against each reconstruction and each random-init one, by the records'
+`backbone_kind`), every table adds a row saying how much better the first is than the second in each
+column, positive = better whatever the metric's direction (a lower MAE is an improvement). In the
+Controlled Comparison this is the Relative Improvement row. Given a `Pairing` (the store, to read the
+predictions CSVs), each such cell also carries the paired bootstrap CI of that improvement (see
+`echojepa.report.paired`); where it cannot be computed the table's notes say why.
 """
 
 from __future__ import annotations
@@ -22,6 +30,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from echojepa.report.paired import (
+    Comparison,
+    Pairing,
+    PairingError,
+    compare_two,
+    degradation_gain,
+    improvement,
+)
 from echojepa.report.records import (
     ResultSet,
     load_records,
@@ -37,6 +53,7 @@ __all__ = [
     "Table",
     "build_tables",
     "complete",
+    "comparison_pairs",
     "controlled_comparison",
     "load_records",
     "lvef_estimation",
@@ -53,6 +70,16 @@ FMT_PCT_PLAIN = "pct_plain"  # a fraction shown as a bare percentage number: 0.5
 FMT_SIGNED_PCT = "signed_pct"  # a relative change: -0.267 -> -26.7%
 FMT_PTS = "pts"  # a difference of fractions in percentage points: 0.451 -> +45.1 pts
 FMT_TEXT = "text"
+# Improvements, positive = better (rendered "2.18 better" / "3.4% worse", CIs signed): in the column's
+# units, as a fraction of the baseline's value, or as a difference of fractions in percentage points.
+FMT_GAIN = "gain"
+FMT_GAIN_PCT = "gain_pct"
+FMT_GAIN_PTS = "gain_pts"
+GAIN_FMTS = (FMT_GAIN, FMT_GAIN_PCT, FMT_GAIN_PTS)
+
+# The backbone kinds the seed's claims compare: latent prediction against reconstruction and against
+# the random-init floor.
+COMPARED_KINDS = (("jepa", "mae"), ("jepa", "random"))
 
 OBJECTIVES = {
     "trivial": "Train mean / majority",
@@ -119,8 +146,14 @@ class Table:
 
     @property
     def missing(self) -> int:
-        """Number cells without a finite value."""
-        return sum(1 for row in self.rows for cell in row.cells if not cell.is_text and not cell.finite)
+        """Number cells of backbone rows without a finite value (derived rows follow from them)."""
+        return sum(
+            1
+            for row in self.rows
+            if not row.summary
+            for cell in row.cells
+            if not cell.is_text and not cell.finite
+        )
 
     def as_rows(self) -> list[dict]:
         """Plain rows: {"model", "kind", <column header>: value | text | None, ...}."""
@@ -181,12 +214,21 @@ def _grid(rs: ResultSet, backbone: str, sources: list[Source]) -> list[Cell]:
     return [aggregate([r for r in mine if s.matches(r)], s.metric) for s in sources]
 
 
-def _grid_table(key: str, title: str, rs: ResultSet, columns: list[Column], sources: list[Source]) -> Table:
+def _grid_table(
+    key: str,
+    title: str,
+    rs: ResultSet,
+    columns: list[Column],
+    sources: list[Source],
+    pairing: Pairing | None = None,
+) -> Table:
     rows = [Row(name, kind, _grid(rs, name, sources)) for name, kind in _backbones(rs, sources)]
-    return Table(key, title, columns, rows)
+    table = Table(key, title, columns, rows)
+    _paired_rows(rs, table, sources, pairing)
+    return table
 
 
-def controlled_comparison(rs: ResultSet) -> Table:
+def controlled_comparison(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """Backbones x (Objective, LVEF MAE, View Acc) plus EchoJEPA-vs-EchoMAE relative improvement."""
     sources = [
         Source("lvef", "standard", "internal", "mae"),
@@ -202,34 +244,115 @@ def controlled_comparison(rs: ResultSet) -> Table:
         for name, kind in _backbones(rs, sources)
     ]
     table = Table("controlled_comparison", "Controlled Comparison", columns, rows)
-    jepa = next((r for r in rows if r.kind == "jepa"), None)
-    mae = next((r for r in rows if r.kind == "mae"), None)
-    if jepa is not None and mae is not None:
-        table.rows.append(_relative_improvement(jepa, mae))
+    for a, b in comparison_pairs(rows):
+        # the seed's Relative Improvement: LVEF as the relative MAE reduction, accuracy in points
+        gains = _gain_cells(rs, a, b, columns[1:], sources, 1, pairing, table, relative=True)
+        table.rows.append(
+            Row("Relative Improvement", "summary", [Cell(text=f"{a.label} vs {b.label}"), *gains], True)
+        )
+    if len(table.rows) > len(rows):
         table.notes.append(
-            f"Relative Improvement: {jepa.label} vs {mae.label}; LVEF as relative change of MAE, "
-            "view accuracy as difference in percentage points."
+            'Relative Improvement: how much better the first model is than the second ("worse" when it '
+            "is not): LVEF as the relative reduction of MAE, view accuracy in percentage points." + _CI_NOTE
         )
     return table
 
 
-def _relative_improvement(jepa: Row, mae: Row) -> Row:
-    (j_mae, j_acc), (m_mae, m_acc) = jepa.cells[1:], mae.cells[1:]
-    rel = (j_mae.value - m_mae.value) / m_mae.value if j_mae.finite and m_mae.finite else None
-    pts = j_acc.value - m_acc.value if j_acc.finite and m_acc.finite else None
-    cells = [
-        Cell(text=f"{jepa.label} vs {mae.label}"),
-        Cell(value=rel, fmt=FMT_SIGNED_PCT),
-        Cell(value=pts, fmt=FMT_PTS),
+_CI_NOTE = (
+    " Brackets: paired bootstrap 95 % CI of the improvement (+ = the first model better), patients "
+    "resampled jointly for both models; over seeds, the mean, with the seeds resampled too."
+)
+
+
+def comparison_pairs(rows: list[Row]) -> list[tuple[Row, Row]]:
+    """(first, second) backbone rows the seed's claims compare (COMPARED_KINDS), in row order."""
+    return [
+        (a, b)
+        for kind_a, kind_b in COMPARED_KINDS
+        for a in rows
+        if a.kind == kind_a and not a.summary
+        for b in rows
+        if b.kind == kind_b and not b.summary
     ]
-    return Row("Relative Improvement", "summary", cells, summary=True)
 
 
-def lvef_estimation(rs: ResultSet) -> Table:
+def gain_format(column: Column, relative: bool = False) -> str:
+    """How an improvement in this column is shown: MAE-like values in their units (or relative), any
+    fraction (accuracy, Avg. Deg.) in percentage points."""
+    if column.fmt == FMT_MAE:
+        return FMT_GAIN_PCT if relative else FMT_GAIN
+    return FMT_GAIN_PTS
+
+
+def _records(rs: ResultSet, backbone: str, source: Source) -> list[dict]:
+    return [r for r in rs.records if r["backbone"] == backbone and source.matches(r)]
+
+
+def _gain_cells(
+    rs: ResultSet,
+    a: Row,
+    b: Row,
+    columns: list[Column],
+    sources: list[Source],
+    offset: int,
+    pairing: Pairing | None,
+    table: Table,
+    relative: bool = False,
+) -> list[Cell]:
+    """One improvement cell per (column, source): a's cell vs b's cell, with the paired CI if it can be
+    computed (otherwise one note per pair saying why)."""
+    cells, failed = [], []
+    for j, (column, source) in enumerate(zip(columns, sources)):
+        ca, cb = a.cells[offset + j], b.cells[offset + j]
+        rel = relative and column.fmt == FMT_MAE  # accuracies always differ in points
+        cell = Cell(fmt=gain_format(column, rel))
+        if ca.finite and cb.finite and column.better:
+            cell.value = float(improvement(ca.value, cb.value, column.better, rel))
+            if pairing is not None:
+                try:
+                    mine, theirs = _records(rs, a.label, source), _records(rs, b.label, source)
+                    _set_paired(cell, compare_two(mine, theirs, source.metric, pairing, relative=rel))
+                except PairingError as err:
+                    failed.append((column, str(err)))
+        cells.append(cell)
+    _note_failures(table, a, b, failed)
+    return cells
+
+
+def _set_paired(cell: Cell, comparison: Comparison) -> None:
+    """The paired estimate and its CI; the estimate comes from the same predictions as the CI (it
+    equals the one from the cells up to the CSV's rounding), so it always lies inside its interval."""
+    lo, hi = comparison.result.ci
+    if math.isfinite(lo) and math.isfinite(hi):
+        cell.value, cell.ci = comparison.result.difference, (lo, hi)
+
+
+def _note_failures(table: Table, a: Row, b: Row, failed: list[tuple[Column, str]]) -> None:
+    if failed:
+        headers = ", ".join(f"{c.group} {c.header}" if c.group else c.header for c, _ in failed)
+        table.notes.append(f"No paired CI for {a.label} vs {b.label} ({headers}): {failed[0][1]}")
+
+
+def _paired_rows(
+    rs: ResultSet, table: Table, sources: list[Source], pairing: Pairing | None
+) -> list[tuple[Row, Row]]:
+    """Append the paired improvement rows of a grid table (one column per source); returns the pairs."""
+    pairs = comparison_pairs(table.rows)
+    for a, b in pairs:
+        cells = _gain_cells(rs, a, b, table.columns[: len(sources)], sources, 0, pairing, table)
+        table.rows.append(Row(f"{a.label} vs {b.label}", "summary", cells, summary=True))
+    if pairs:
+        table.notes.append(
+            'Rows "X vs Y": how much better X is than Y in each column ("worse" when it is not).' + _CI_NOTE
+        )
+    return pairs
+
+
+def lvef_estimation(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """LVEF MAE on the internal test split and on the external (second) site."""
     sources = [Source("lvef", "standard", c, "mae") for c in ("internal", "external")]
     columns = [Column("Internal test", FMT_MAE, "lower"), Column("External test", FMT_MAE, "lower")]
-    return _grid_table("lvef_estimation", "LVEF Estimation", rs, columns, sources)
+    return _grid_table("lvef_estimation", "LVEF Estimation", rs, columns, sources, pairing)
 
 
 def parse_fraction(condition: str) -> float | None:
@@ -243,7 +366,9 @@ def parse_fraction(condition: str) -> float | None:
         return None
 
 
-def _is_fraction(target: float) -> Callable[[str], bool]:
+def is_fraction(target: float) -> Callable[[str], bool]:
+    """A condition test: is this the sample-efficiency condition of that labelled fraction?"""
+
     def test(condition: str) -> bool:
         value = parse_fraction(condition)
         return value is not None and math.isclose(value, target, rel_tol=1e-6)
@@ -251,16 +376,17 @@ def _is_fraction(target: float) -> Callable[[str], bool]:
     return test
 
 
-def sample_efficiency(rs: ResultSet) -> Table:
+def sample_efficiency(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """View accuracy (mean ± sd over seeds) with 1%, 10% and 100% of the labelled training split."""
-    sources = [Source("view", "sample_efficiency", _is_fraction(f), "accuracy") for f, _ in SAMPLE_FRACTIONS]
+    sources = [Source("view", "sample_efficiency", is_fraction(f), "accuracy") for f, _ in SAMPLE_FRACTIONS]
     columns = [Column(label, FMT_PCT_PLAIN, "higher") for _, label in SAMPLE_FRACTIONS]
-    table = _grid_table("sample_efficiency", "Sample Efficiency on View Classification", rs, columns, sources)
-    table.notes.append("View accuracy (%), mean ± sd over seeds where more than one seed ran.")
+    title = "Sample Efficiency on View Classification"
+    table = _grid_table("sample_efficiency", title, rs, columns, sources, pairing)
+    table.notes.insert(0, "View accuracy (%), mean ± sd over seeds where more than one seed ran.")
     return table
 
 
-def robustness(rs: ResultSet) -> Table:
+def robustness(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """LVEF MAE on clean and degraded test videos; Avg. Deg. = mean of (MAE_deg - MAE) / MAE."""
     conditions = [("original", "Original", None, None), *ROBUSTNESS_CONDITIONS]
     sources = [Source("lvef", "robustness", c, "mae") for c, *_ in conditions]
@@ -272,7 +398,30 @@ def robustness(rs: ResultSet) -> Table:
         rows.append(Row(name, kind, [*cells, Cell(value=average_degradation(cells[0], cells[1:]))]))
     table = Table("robustness", "Robustness to Acoustic Degradation", columns, rows)
     table.notes.append("Avg. Deg.: mean over the six degraded conditions of (MAE_deg - MAE) / MAE.")
+    for a, b in _paired_rows(rs, table, sources, pairing):
+        # the Avg. Deg. improvement: every condition of both backbones on the same resampled patients
+        row = next(r for r in table.rows if r.label == f"{a.label} vs {b.label}" and r.summary)
+        ca, cb = a.cells[-1], b.cells[-1]
+        cell = Cell(fmt=FMT_GAIN_PTS)
+        if ca.finite and cb.finite:
+            cell.value = float(improvement(ca.value, cb.value, "lower"))
+            if pairing is not None:
+                try:
+                    mine, theirs = robustness_records(rs, a.label), robustness_records(rs, b.label)
+                    _set_paired(cell, degradation_gain(mine, theirs, "original", pairing))
+                except PairingError as err:
+                    _note_failures(table, a, b, [(columns[-1], str(err))])
+        row.cells.append(cell)
     return table
+
+
+def robustness_records(rs: ResultSet, backbone: str) -> dict[str, list[dict]]:
+    """Condition -> this backbone's robustness records (seeds), for the original and the degraded
+    conditions of the table."""
+    return {
+        c: [r for r in rs.select("lvef", "robustness", c) if r["backbone"] == backbone]
+        for c in ("original", *(c for c, *_ in ROBUSTNESS_CONDITIONS))
+    }
 
 
 def average_degradation(original: Cell, degraded: list[Cell]) -> float | None:
@@ -282,22 +431,22 @@ def average_degradation(original: Cell, degraded: list[Cell]) -> float | None:
     return float(np.mean([(c.value - original.value) / original.value for c in degraded]))
 
 
-def multiview_rvsp(rs: ResultSet) -> Table:
+def multiview_rvsp(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """RVSP MAE of a single-view probe vs the multi-view probe (and late fusion when it ran)."""
     conditions = [("single_view", "Single-view"), ("multi_view", "Multi-view")]
     if rs.select("rvsp", "standard", "late_fusion"):
         conditions.append(("late_fusion", "Late fusion"))
     sources = [Source("rvsp", "standard", c, "mae") for c, _ in conditions]
     columns = [Column(label, FMT_MAE, "lower") for _, label in conditions]
-    return _grid_table("multiview_rvsp", "Multi-View RVSP Estimation", rs, columns, sources)
+    return _grid_table("multiview_rvsp", "Multi-View RVSP Estimation", rs, columns, sources, pairing)
 
 
-def pediatric_transfer(rs: ResultSet) -> Table:
+def pediatric_transfer(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """Pediatric LVEF MAE: the adult probe applied as is (zero-shot) and a probe retrained there."""
     conditions = [("zero_shot", "Zero-Shot"), ("fine_tuned", "Fine-Tuned")]
     sources = [Source("lvef", "pediatric_transfer", c, "mae") for c, _ in conditions]
     columns = [Column(label, FMT_MAE, "lower") for _, label in conditions]
-    return _grid_table("pediatric_transfer", "Adult to Pediatric Transfer", rs, columns, sources)
+    return _grid_table("pediatric_transfer", "Adult to Pediatric Transfer", rs, columns, sources, pairing)
 
 
 BUILDERS = (
@@ -310,7 +459,7 @@ BUILDERS = (
 )
 
 
-def build_tables(records: list[dict] | ResultSet) -> list[Table]:
-    """The six tables, in the seed's order."""
+def build_tables(records: list[dict] | ResultSet, pairing: Pairing | None = None) -> list[Table]:
+    """The six tables, in the seed's order; with ``pairing``, improvement cells carry paired CIs."""
     rs = records if isinstance(records, ResultSet) else ResultSet.from_records(records)
-    return [builder(rs) for builder in BUILDERS]
+    return [builder(rs, pairing) for builder in BUILDERS]

@@ -49,12 +49,8 @@ def test_report_files_exist_and_the_store_is_complete(report: dict) -> None:
     assert report["markdown"].is_file() and report["html"].is_file()
     assert report["complete"] is True
     assert report["n_records"] > 0 and report["superseded"] == 0
-    assert all(
-        info["complete"] and info["rows"] == 6
-        for key, info in report["tables"].items()
-        if key != "controlled_comparison"
-    )
-    assert report["tables"]["controlled_comparison"]["rows"] == 7  # six backbones + Relative Improvement
+    # six backbones + a paired row for echojepa vs echomae and one for echojepa vs random_vit
+    assert all(info["complete"] and info["rows"] == 8 for info in report["tables"].values())
 
 
 def test_markdown_holds_all_six_tables_with_their_numbers(report: dict) -> None:
@@ -62,8 +58,18 @@ def test_markdown_holds_all_six_tables_with_their_numbers(report: dict) -> None:
     assert md.startswith("# Demo report")
     positions = [md.index(f"### {title}") for title in TITLES]
     assert positions == sorted(positions)
-    for text in ("5.97 [5.67, 6.27]", "*-26.7%*", "*+45.1 pts*", "+16.8%", "57.6 ± 0.6"):
+    for text in ("5.97 [5.67, 6.27]", "*26.7% better*", "*45.1 pts better*", "+16.8%", "57.6 ± 0.6"):
         assert text in md
+
+
+def test_the_claims_section_comes_before_the_tables_in_both_formats(report: dict) -> None:
+    md, html = report["markdown"].read_text(), report["html"].read_text()
+    assert md.index("## Summary") < md.index("## Claims") < md.index("## Tables")
+    assert html.index("<h2>Claims</h2>") < html.index("<h2>Tables</h2>")
+    # the fabricated store's CSVs do not hold the predictions behind its numbers: said, not tested
+    lvef = next(c for c in report["claims"] if c["claim"] == "JEPA vs MAE")
+    assert lvef["verdict"] == "not tested" and "does not reproduce its record's mae" in lvef["reason"]
+    assert "not tested: records/lvef/standard/echojepa/" in md
 
 
 def test_figures_are_valid_pngs_linked_from_markdown(report: dict) -> None:
@@ -168,3 +174,14 @@ def test_cli_require_complete_exits_1_on_missing_cells(tmp_path: Path) -> None:
     args = ["--store", str(tmp_path / "s"), "--out", str(tmp_path / "r")]
     assert main(args) == 0
     assert main([*args, "--require-complete"]) == 1
+
+
+# ------------------------------------------------------------------ claims
+
+
+def test_a_claim_without_a_backbone_of_its_kind_says_it_was_not_tested(tmp_path: Path) -> None:
+    write_record(tmp_path / "s", make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0}))
+    result = build_report(tmp_path / "s", tmp_path / "out", "t")
+    jepa_mae = next(c for c in result["claims"] if c["claim"] == "JEPA vs MAE")
+    assert jepa_mae["verdict"] == "not tested" and "no backbone of kind 'mae'" in jepa_mae["reason"]
+    assert "- JEPA vs MAE: not tested: no backbone of kind 'mae'" in result["markdown"].read_text()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from echojepa.report.paired import Pairing
 from echojepa.report.records import RecordError, ResultSet
 from echojepa.report.render import to_html, to_markdown, to_rich
 from echojepa.report.tables import (
@@ -23,7 +24,7 @@ from echojepa.report.tables import (
     sample_efficiency,
 )
 
-from .helpers import BACKBONES, full_store, make_record, write_record
+from .helpers import BACKBONES, full_store, make_record, paired_store, write_record
 
 ORDER = list(BACKBONES)  # trivial, pixel_stats, random, mae, jepa, other
 
@@ -151,20 +152,67 @@ def test_an_empty_table_is_not_complete() -> None:
 # ------------------------------------------------------------------ numbers
 
 
-def test_relative_improvement_of_jepa_over_mae(tables: dict) -> None:
+def test_relative_improvement_of_jepa_over_mae_reads_positive_when_jepa_is_better(tables: dict) -> None:
     table = tables["controlled_comparison"]
-    row = table.rows[-1]
-    assert row.summary and row.label == "Relative Improvement"
-    assert row.cells[0].text == "echojepa vs echomae"
-    assert row.cells[1].value == pytest.approx((5.97 - 8.15) / 8.15)
+    row = next(r for r in table.rows if r.summary and r.cells[0].text == "echojepa vs echomae")
+    assert row.label == "Relative Improvement"
+    assert row.cells[1].value == pytest.approx((8.15 - 5.97) / 8.15)  # a lower MAE is an improvement
     assert row.cells[2].value == pytest.approx(0.855 - 0.404)
     md = to_markdown(table)
-    assert "*-26.7%*" in md and "*+45.1 pts*" in md
+    assert "*26.7% better*" in md and "*45.1 pts better*" in md
+
+
+def test_a_worse_mae_shows_as_worse_never_as_a_plus() -> None:
+    # the demo's numbers: EchoJEPA 8.76 vs EchoMAE 8.47 used to read "+3.4%"
+    records = [
+        make_record("echomae", "lvef", "standard", "internal", {"mae": 8.47}),
+        make_record("echojepa", "lvef", "standard", "internal", {"mae": 8.76}),
+        make_record("echomae", "view", "standard", "internal", {"accuracy": 0.617}),
+        make_record("echojepa", "view", "standard", "internal", {"accuracy": 0.478}),
+    ]
+    table = controlled_comparison(_rs(*records))
+    row = table.rows[-1]
+    assert row.cells[1].value == pytest.approx(-(8.76 - 8.47) / 8.47)
+    md = to_markdown(table)
+    assert "*3.4% worse*" in md and "*13.9 pts worse*" in md
+    assert "+3.4%" not in md and "+13.9" not in md
+    assert "3.4% worse" in _rich_text(table) and "3.4% worse" in to_html(table)
 
 
 def test_no_relative_improvement_row_without_both_objectives() -> None:
     table = controlled_comparison(_rs(make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0})))
     assert [r.label for r in table.rows] == ["echojepa"]
+
+
+def test_every_table_has_a_paired_row_per_compared_pair_after_the_backbones(tables: dict) -> None:
+    for key, table in tables.items():
+        summary = [r for r in table.rows if r.summary]
+        assert table.rows[-len(summary) :] == summary, key
+        texts = [r.cells[0].text if key == "controlled_comparison" else r.label for r in summary]
+        assert texts == ["echojepa vs echomae", "echojepa vs random_vit"], key
+        assert all(len(r.cells) == len(table.columns) for r in summary), key
+
+
+def test_paired_rows_carry_the_paired_ci_of_the_improvement(tmp_path: Path) -> None:
+    rs = ResultSet.from_records(load_records(paired_store(tmp_path)))
+    pairing = Pairing(tmp_path)
+    lvef = {t.key: t for t in build_tables(rs, pairing)}["lvef_estimation"]
+    row = next(r for r in lvef.rows if r.label == "echojepa vs echomae")
+    cell = row.cells[0]
+    jepa, mae = (next(r for r in lvef.rows if r.label == b).cells[0].value for b in ("echojepa", "echomae"))
+    assert cell.value == pytest.approx(mae - jepa, rel=1e-4)
+    assert cell.ci is not None and cell.ci[0] < cell.value < cell.ci[1]
+    assert "better [+" in to_markdown(lvef)
+    assert build_tables(rs)[1].rows[-2].cells[0].ci is None  # no pairing, no CI
+
+
+def test_paired_robustness_row_tests_the_average_degradation(tmp_path: Path) -> None:
+    rs = ResultSet.from_records(load_records(paired_store(tmp_path)))
+    table = robustness(rs, Pairing(tmp_path))
+    deg = {r.label: r.cells[-1] for r in table.rows}
+    gain = deg["echojepa vs echomae"]
+    assert gain.value == pytest.approx(deg["echomae"].value - deg["echojepa"].value, rel=1e-4)
+    assert gain.ci is not None and gain.ci[0] <= gain.value <= gain.ci[1]
 
 
 def test_average_degradation_is_mean_relative_mae_increase(tables: dict) -> None:
