@@ -84,13 +84,15 @@ class Study:
 
     # ----- stages -----------------------------------------------------------------------------------
     def synth(self) -> None:
-        from echojepa.synth import generate
+        from echojepa.synth.ensure import ensure_world, stale_reason
 
         w = self.cfg["world"]
         self._stage(
             f"synthetic world ({w['preset']})",
-            lambda: (self.world / "manifest.json").exists(),
-            lambda: generate(self.world, w["preset"], seed=w["seed"]),
+            # complete (manifest written last) and written by this generator with these settings
+            lambda: (self.world / "manifest.json").exists()
+            and stale_reason(self.world, w["preset"], w["seed"]) is None,
+            lambda: ensure_world(self.world, w["preset"], w["seed"]),
         )
 
     def pretrain_dir(self, objective: str) -> Path:

@@ -16,15 +16,14 @@ from echojepa.probe.protocols import PROTOCOLS, Context
 log = logging.getLogger(__name__)
 
 
-def ensure_synthetic(cfg: dict[str, Any]) -> None:
-    """Write the synthetic world the task's datasets point into, when it is missing."""
+def ensure_task_world(cfg: dict[str, Any]) -> None:
+    """Write (or rewrite, when half-written or stale) the synthetic world the task's datasets point into."""
     root = Path(cfg["synth_root"])
     uses = any(str(d["root"]).startswith(str(root)) for d in cfg["task"]["datasets"].values() if d)
-    if uses and not (root / "manifest.json").exists():
-        from echojepa.synth import generate
+    if uses:
+        from echojepa.synth.ensure import ensure_world
 
-        log.info("writing the synthetic echo world to %s", root)
-        generate(root, cfg["synth"]["preset"], seed=cfg["synth"]["seed"])
+        ensure_world(root, cfg["synth"]["preset"], cfg["synth"]["seed"])
 
 
 def backbone_kind(cfg: dict[str, Any]) -> str:
@@ -40,7 +39,7 @@ def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:
     name = cfg["protocol"]["name"]
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}")
-    ensure_synthetic(cfg)
+    ensure_task_world(cfg)
     backbone = build_backbone(cfg["backbone"])
     cache = FeatureCache(cfg["cache_dir"])
     ctx = Context(
