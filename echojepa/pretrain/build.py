@@ -60,14 +60,14 @@ def build_logger(cfg: dict[str, Any], run_dir: Path, run_name: str) -> Any:
     if kind == "mlflow":
         from lightning.pytorch.loggers import MLFlowLogger
 
-        from echojepa.tracking import ensure_tracking_store
+        from echojepa.tracking import ensure_experiment
 
-        ensure_tracking_store(cfg["logger"]["tracking_uri"])  # parallel runs on a fresh SQLite store
+        # the store and experiment exist (artifacts beside the database) before parallel runs log to it
+        ensure_experiment(cfg["logger"]["tracking_uri"], cfg["logger"]["experiment_name"])
         return MLFlowLogger(
             experiment_name=cfg["logger"]["experiment_name"],
             run_name=run_name,
             tracking_uri=cfg["logger"]["tracking_uri"],
-            artifact_location=(run_dir / "mlflow-artifacts").resolve().as_uri(),
         )
     if kind == "csv":
         from lightning.pytorch.loggers import CSVLogger

@@ -59,39 +59,44 @@ def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:
 
 
 def log_to_mlflow(cfg: dict[str, Any], records: list[Path], cache_stats: dict[str, int]) -> None:
+    """One parent run per evaluation (its settings, feature-cache counts) with one nested run per record.
+
+    Every record's run uses the same metric keys (``test/mae``, ``val/mae``, ...; see
+    echojepa.tracking.record_metrics) with backbone, task, protocol, condition and seed as params, so
+    MLflow's compare view lines up runs of different backbones. Artifacts (the record and its
+    predictions CSV) go beside a local tracking database; a Hydra multirun's sweep and job are tags.
+    """
     import json
 
-    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-    from echojepa.tracking import ensure_tracking_store
+    from echojepa import tracking
 
-    ensure_tracking_store(cfg["mlflow"]["tracking_uri"])  # parallel runs on a fresh SQLite store
-    mlflow.set_tracking_uri(cfg["mlflow"]["tracking_uri"])
-    mlflow.set_experiment(cfg["mlflow"]["experiment_name"])
-    run_name = (
-        f"{cfg['task']['name']}-{cfg['protocol']['name']}-{cfg['backbone']['name']}-seed{cfg.get('seed', 0)}"
-    )
-    with mlflow.start_run(run_name=run_name):
-        mlflow.log_params({
-            "backbone": cfg["backbone"]["name"], "backbone_kind": cfg["backbone"]["kind"],
-            "task": cfg["task"]["name"], "protocol": cfg["protocol"]["name"], "seed": cfg.get("seed", 0),
-            "probe_kind": cfg["probe"]["kind"], "probe_epochs": cfg["probe"]["epochs"],
-            "probe_min_steps": cfg["probe"].get("min_steps") or 0,
-            "probe_aug_views": cfg["probe"].get("aug_views") or 0,
-            "probe_grid": json.dumps(cfg["probe"]["grid"])[:250],
-        })  # fmt: skip
-        mlflow.log_metrics({f"cache.{k}": float(v) for k, v in cache_stats.items()})
+    uri = cfg["mlflow"]["tracking_uri"]
+    experiment = tracking.ensure_experiment(uri, cfg["mlflow"]["experiment_name"])
+    client = MlflowClient(tracking_uri=uri)
+    settings = {
+        "probe_kind": cfg["probe"]["kind"], "probe_epochs": cfg["probe"]["epochs"],
+        "probe_min_steps": cfg["probe"].get("min_steps") or 0,
+        "probe_aug_views": cfg["probe"].get("aug_views") or 0,
+        "probe_grid": json.dumps(cfg["probe"]["grid"])[:250],
+    }  # fmt: skip
+    tags = tracking.hydra_job_tags()
+    task, protocol, seed = cfg["task"]["name"], cfg["protocol"]["name"], cfg.get("seed", 0)
+    parent_params = {"backbone": cfg["backbone"]["name"], "backbone_kind": cfg["backbone"]["kind"],
+                     "task": task, "protocol": protocol, "seed": seed, **settings}  # fmt: skip
+    name = f"{task}-{protocol}-{cfg['backbone']['name']}-seed{seed}"
+    with tracking.tracked_run(client, experiment, name, tags) as parent:
+        cache = {f"cache/{k}": float(v) for k, v in cache_stats.items()}
+        tracking.log_batch(client, parent, parent_params, cache)
         for path in records:
             rec = json.loads(path.read_text())
-            condition = rec["condition"].replace("=", "_")  # MLflow metric names allow no '='
-            prefix = f"{rec['backbone']}.{condition}.seed{rec['seed']}"
-            mlflow.log_metrics(
-                {
-                    f"{prefix}.{m}": v["value"]
-                    for m, v in rec["metrics"].items()
-                    if isinstance(v, dict) and isinstance(v.get("value"), float)
-                }
-            )
-            mlflow.log_artifact(str(path), artifact_path="records")
-            if rec.get("predictions_csv"):
-                mlflow.log_artifact(str(path.parent / rec["predictions_csv"]), artifact_path="predictions")
+            child = "-".join(str(rec[k]) for k in ("task", "protocol", "backbone", "condition"))
+            child_tags = {**tags, MLFLOW_PARENT_RUN_ID: parent, tracking.RECORD_TAG: str(path)}
+            with tracking.tracked_run(client, experiment, f"{child}-seed{rec['seed']}", child_tags) as run:
+                params = {**settings, **tracking.record_params(rec)}
+                tracking.log_batch(client, run, params, tracking.record_metrics(rec))
+                client.log_artifact(run, str(path), artifact_path="records")
+                if rec.get("predictions_csv"):
+                    client.log_artifact(run, str(path.parent / rec["predictions_csv"]), "predictions")
