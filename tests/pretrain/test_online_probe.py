@@ -223,6 +223,29 @@ def test_training_is_bit_identical_with_and_without_the_callback(tmp_path):
     assert all(m.training for m in probed.modules())  # train mode restored (Lightning's fit leaves it on)
 
 
+class _Step0Trainer:
+    """What _evaluate reads from a trainer, for a single-process step 0 without a fit."""
+
+    world_size, global_rank, global_step, is_global_zero, loggers = 1, 0, 0, True, []
+
+
+def test_the_random_init_reference_reuses_step_0_when_the_run_starts_from_the_same_weights(tmp_path):
+    cfg = tiny_cfg("jepa", tmp_path)
+    calls = []
+    for seed, expected_passes in ((0, 1), (1, 2)):  # seed 0: the module is built like the reference
+        torch.manual_seed(seed)
+        module = build_module(cfg)
+        probe = OnlineProbe(_tasks(), every_n_steps=1, alphas=[1.0], batch_size=4, seed=0)
+        scores = probe._scores
+        probe._scores = lambda *a, _s=scores: calls.append(1) or _s(*a)
+        calls.clear()
+        probe._evaluate(_Step0Trainer(), module)
+        rows = {r["source"]: r for r in probe.history}
+        assert len(calls) == expected_passes
+        same = rows["random_init"]["view_acc"] == rows["target"]["view_acc"]
+        assert same or seed == 1
+
+
 def test_the_encoder_probed_is_the_jepa_target_and_the_mae_encoder(tmp_path):
     probe = OnlineProbe([], every_n_steps=1, alphas=[1.0])
     jepa, mae = build_module(tiny_cfg("jepa", tmp_path)), build_module(tiny_cfg("mae", tmp_path))
