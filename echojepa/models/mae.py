@@ -46,4 +46,5 @@ class MAEDecoder(nn.Module):
         grid_size: tuple[int, int, int],
     ) -> torch.Tensor:
         x = self.body(visible, visible_idx, masked_idx, grid_size=grid_size)  # [B, Nm, D]
-        return self.pixel_head(x)  # [B, Nm, patch_dim]
+        pixels = self.pixel_head(x)  # [B, Nm, patch_dim]
+        return pixels.to(self.pixel_head.weight.dtype)  # float32 under autocast: the loss is taken on it

@@ -3,6 +3,8 @@
 Context features are embedded to the predictor width, a learned mask token is placed at every target
 position, the joint sequence is sorted by original token index (so RoPE sees the real layout), run
 through transformer blocks, normed, unsorted, and the target part is projected back to the encoder width.
+Under autocast it follows the encoder's rules (echojepa.models.vit): bf16 matmuls, a float32 residual
+stream, and a float32 output (the parameters' dtype), so the loss is computed in float32.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from echojepa.models.rope import rope_tables
-from echojepa.models.vit import Block, block_forward, init_transformer_weights
+from echojepa.models.vit import Block, autocast_dtype, block_forward, init_transformer_weights
 
 
 class Predictor(nn.Module):
@@ -67,7 +69,8 @@ class Predictor(nn.Module):
                 f"index shapes {tuple(ctx_idx.shape)} / {tuple(tgt_idx.shape)} do not match context "
                 f"{tuple(ctx.shape)}"
             )
-        x = self.predictor_embed(ctx)  # [B, Nc, P]
+        # the residual stream in the parameters' dtype: float32 under autocast (a no-op without it)
+        x = self.predictor_embed(ctx).to(self.predictor_embed.weight.dtype)  # [B, Nc, P]
         mask = self.mask_tokens[mask_token_id].expand(b, tgt_idx.shape[1], -1)  # [B, Nt, P]
         x = torch.cat([x, mask.to(x.dtype)], dim=1)  # [B, Nc+Nt, P]
         idx = torch.cat([ctx_idx, tgt_idx], dim=1)  # [B, Nc+Nt]
@@ -76,7 +79,11 @@ class Predictor(nn.Module):
         idx = torch.gather(idx, 1, order)
         x = torch.gather(x, 1, order.unsqueeze(-1).expand_as(x))
         cos, sin = rope_tables(
-            idx, grid_size, self.predictor_embed_dim // self.num_heads, repeat_layout=self.rope_repeat_layout
+            idx,
+            grid_size,
+            self.predictor_embed_dim // self.num_heads,
+            repeat_layout=self.rope_repeat_layout,
+            dtype=autocast_dtype(x.device.type) or torch.float32,  # cast once, not in every block
         )  # [B, 1, Nc+Nt, 3d]
         for blk in self.predictor_blocks:
             x = block_forward(blk, x, cos, sin, self.use_activation_checkpointing)  # [B, Nc+Nt, P]
@@ -84,4 +91,5 @@ class Predictor(nn.Module):
 
         unsort = torch.argsort(order, dim=1)  # [B, Nc+Nt]
         x = torch.gather(x, 1, unsort.unsqueeze(-1).expand_as(x))
-        return self.predictor_proj(x[:, n_ctx:])  # [B, Nt, D]
+        out = self.predictor_proj(x[:, n_ctx:])  # [B, Nt, D]
+        return out.to(self.predictor_proj.weight.dtype)  # float32 under autocast: the loss is taken on it

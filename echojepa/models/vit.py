@@ -3,6 +3,10 @@
 Parameter names match the released V-JEPA 2 / EchoJEPA checkpoints (``patch_embed.proj``,
 ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``, ``norm``), so released weights load
 strictly after stripping their ``module.backbone.`` prefix.
+
+Mixed precision (``torch.autocast``, e.g. Lightning's ``bf16-mixed``, on CPU or GPU): the matmuls run in
+the autocast dtype, while the residual stream, the LayerNorms, the RoPE angles and the encoder's output
+stay float32. A run without autocast computes exactly what it did before these rules existed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from echojepa.models.rope import apply_rope, rope_tables
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast computes matmuls in on ``device_type`` ("cpu", "cuda"), or None when it is off."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
 class Attention(nn.Module):
@@ -95,6 +104,31 @@ class PatchEmbed3D(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(x)
 
+    def tokens(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Tokens ``[B, N, D]`` in t-major order, or only the ``keep`` ``[B, Nk]`` ones.
+
+        Without autocast: the Conv3d, then a gather (the original arithmetic). Under autocast the same
+        sum runs as one matmul over the flattened patches, and only the kept patches are embedded: a CPU
+        without native bf16 kernels runs a bf16 Conv3d through a slow im2col fallback (a third of a
+        cpu_tiny bf16 step), while the matmul takes the path every Linear takes.
+        """
+        dtype = autocast_dtype(x.device.type)
+        if dtype is None:
+            tokens = rearrange(self.proj(x), "b d t h w -> b (t h w) d")  # [B, N, D]
+            if keep is None:
+                return tokens
+            return torch.gather(tokens, 1, keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        pt, ph, pw = self.proj.kernel_size
+        patches = rearrange(
+            x.to(dtype), "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw
+        )  # [B, N, C*pt*ph*pw], flattened like the Conv3d weight [D, C, pt, ph, pw]
+        if keep is not None:
+            patches = torch.gather(patches, 1, keep.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
+        weight = self.proj.weight.flatten(1)  # [D, C*pt*ph*pw]
+        # out in the parameters' dtype (float32): the residual stream keeps full precision, bf16's 8-bit
+        # mantissa would round away the small per-block updates it sums
+        return F.linear(patches, weight, self.proj.bias).to(weight.dtype)  # [B, N or Nk, D]
+
 
 class VisionTransformer(nn.Module):
     """Video ViT encoder. ``forward(x[B, C, T, H, W], keep[B, N] | None) -> [B, N, D]``.
@@ -164,16 +198,18 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor | list[Tensor]:
         grid = self.input_grid(x)
-        x = rearrange(self.patch_embed(x), "b d t h w -> b (t h w) d")  # [B, N, D]
-        if keep is None:
-            token_idx = torch.arange(x.shape[1], device=x.device)  # [N]
-        else:
-            if keep.ndim != 2 or keep.shape[0] != x.shape[0]:
-                raise ValueError(f"keep must be [B={x.shape[0]}, N_keep], got {tuple(keep.shape)}")
-            token_idx = keep  # [B, Nk]
-            x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # [B, Nk, D]
+        if keep is not None and (keep.ndim != 2 or keep.shape[0] != x.shape[0]):
+            raise ValueError(f"keep must be [B={x.shape[0]}, N_keep], got {tuple(keep.shape)}")
+        # the RoPE tables in the dtype the attention runs in, cast once here rather than in every block
+        table_dtype = autocast_dtype(x.device.type) or torch.float32
+        x = self.patch_embed.tokens(x, keep)  # [B, N, D] or [B, Nk, D]
+        token_idx = torch.arange(x.shape[1], device=x.device) if keep is None else keep  # [N] / [B, Nk]
         cos, sin = rope_tables(
-            token_idx, grid, self.embed_dim // self.num_heads, repeat_layout=self.rope_repeat_layout
+            token_idx,
+            grid,
+            self.embed_dim // self.num_heads,
+            repeat_layout=self.rope_repeat_layout,
+            dtype=table_dtype,
         )  # [1 or B, 1, N, 3d]
 
         outs = []
