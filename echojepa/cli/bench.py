@@ -88,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     from echojepa.probe.bench import heads_per_backbone_pass
 
     small = preset_module("cpu_small", "jepa").encoder
-    for depth in (1, 4):
+    cpu_width = int(OmegaConf.load(CONF_DIR / "probe" / "attentive_cpu.yaml").width)  # as the demo probes
+    for depth in (1, 2, 4):
         results[f"probe_12_heads_per_pass_cpu_small_16x112_depth{depth}"] = heads_per_backbone_pass(
-            small, 16, 112, batch_size=8, num_heads=12, depth=depth
+            small, 16, 112, batch_size=8, num_heads=12, depth=depth, width=cpu_width
         )
     for kind in ("linear", "mlp"):
         results[f"probe_12_heads_per_pass_cpu_small_16x112_{kind}"] = heads_per_backbone_pass(
@@ -100,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # the reference LVEF protocol (16 frames x 112 px, 2 segments = 2 x 392 tokens) with the reference
     # probe's attention heads: what FLOPs allow, counting the folded cross-attention the heads run
-    ref_heads = int(OmegaConf.load(CONF_DIR / "probe" / "attentive.yaml").head.num_heads)
+    ref = OmegaConf.load(CONF_DIR / "probe" / "attentive.yaml")
     for model in ("vitl", "vitg"):
-        for depth in (1, 4):
+        for depth in (1, 2, 4):
             results[f"probe_12_heads_flops_{model}_lvef_protocol_depth{depth}"] = heads_flops_ratio(
-                model, tokens_per_segment=392, segments=2, depth=depth, attn_heads=ref_heads
+                model, 392, segments=2, depth=depth, attn_heads=int(ref.head.num_heads), width=int(ref.width)
             )
     if args.sweep_world:
         from echojepa.probe.bench import sweep_cached_vs_recomputed

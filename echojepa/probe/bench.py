@@ -28,15 +28,24 @@ def heads_per_backbone_pass(
     attn_heads: int = 4,
     steps: int = 3,
     kind: str = "attentive",
+    width: int | None = None,
 ) -> dict[str, float]:
-    """One training step = one frozen-backbone forward + probe forward/backward/AdamW, for 1 vs K heads."""
+    """One training step = one frozen-backbone forward + probe forward/backward/AdamW, for 1 vs K heads.
+
+    ``width``: the probe as the protocols build it (conf/probe/ ``width``): tokens through the fixed
+    projection to that width (run once per pass, shared by the heads) and, for attentive heads, the
+    fixed space-time position code over the encoder's token grid. None: heads at the encoder's width."""
     encoder.eval()
     x = torch.randn(batch_size, 3, num_frames, img_size, img_size)
     target = torch.randn(batch_size)
     task = ProbeTask("regression", target_mean=0.0, target_std=1.0)
-    kwargs: dict[str, Any] = {"embed_dim": encoder.embed_dim, "out_dim": 1}
+    kwargs: dict[str, Any] = {"embed_dim": width or encoder.embed_dim, "out_dim": 1}
+    if width is not None:
+        kwargs.update(in_dim=encoder.embed_dim)
     if kind == "attentive":
         kwargs.update(depth=depth, num_heads=attn_heads)
+        if width is not None:
+            kwargs.update(token_grid=list(encoder.input_grid(x)), position="sincos")
 
     def timed(k: int) -> float:
         bank = ProbeBank(kind, kwargs, grid_specs([1e-3] * k, [0.05]))
@@ -59,6 +68,7 @@ def heads_per_backbone_pass(
         f"{num_heads}_heads_step_s": many,
         "ratio": many / one,
         "probe": kind if kind != "attentive" else f"attentive depth {depth}",
+        "probe_width": int(kwargs["embed_dim"]),
         "tokens": int(encoder(x[:1]).shape[1]),
     }
 
@@ -86,20 +96,32 @@ def heads_flops_ratio(
     depth: int,
     num_heads: int = 12,
     attn_heads: int = 16,
+    width: int | None = None,
+    mlp_ratio: float = 4.0,
 ) -> dict[str, float]:
     """FLOPs of K heads vs one head per training step, backbone forward included: the ratio no
-    implementation of independent heads can beat (each head's blocks see every token)."""
+    implementation of independent heads can beat (each head's blocks see every token).
+
+    ``width``: heads at the common probe width (conf/probe/), fed through the fixed projection, whose
+    forward (tokens x D x W, no backward: a buffer on frozen tokens) runs once per pass for all heads and
+    is counted with the backbone. None: heads at the backbone's width, no projection."""
     from echojepa.models.presets import ENCODER_PRESETS
 
     p = ENCODER_PRESETS[model]
-    dim, hidden = int(p["embed_dim"]), int(p["embed_dim"] * p["mlp_ratio"])
+    dim = int(p["embed_dim"])
     patch_dim = 3 * int(p["tubelet_size"]) * int(p["patch_size"]) ** 2
-    backbone = segments * encoder_forward_flops(tokens_per_segment, dim, int(p["depth"]), hidden, patch_dim)
-    head = attentive_probe_train_flops(segments * tokens_per_segment, dim, depth, hidden, attn_heads)
+    tokens = segments * tokens_per_segment
+    backbone = segments * encoder_forward_flops(
+        tokens_per_segment, dim, int(p["depth"]), int(dim * p["mlp_ratio"]), patch_dim
+    )
+    probe_dim = int(width or dim)
+    shared = backbone + (2.0 * tokens * dim * probe_dim if width is not None else 0.0)
+    head = attentive_probe_train_flops(tokens, probe_dim, depth, int(probe_dim * mlp_ratio), attn_heads)
     return {
         "backbone_gflop": backbone / 1e9,
+        "projection_gflop": (shared - backbone) / 1e9,
         "head_gflop": head / 1e9,
-        "flops_ratio": (backbone + num_heads * head) / (backbone + head),
+        "flops_ratio": (shared + num_heads * head) / (shared + head),
     }
 
 

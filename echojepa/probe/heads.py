@@ -7,6 +7,14 @@ Heads
     follow V-JEPA 2's attentive classifier (``pooler.query_tokens``, ``pooler.blocks.i``,
     ``pooler.cross_attention_block``, ``linear``).
 
+One probe for every backbone
+    Heads built with ``in_dim`` take the backbone's raw tokens [.., in_dim] and first map them to the probe
+    width ``embed_dim`` with a fixed ``TokenProjection`` (buffers fit on training tokens, see
+    ``echojepa.probe.project``; ``ProbeBank.set_projection``), so the trainable parameters depend on the
+    probe width only, never on the backbone. Attentive heads with ``position="sincos"`` then add the fixed
+    space-time code of ``echojepa.probe.position`` over the backbone's ``token_grid``: with self-attention
+    blocks (depth >= 2) the probe can relate tokens across time, and every block knows where each token is.
+
 K heads in one pass
     Every head computes through ``stacked_forward(params, ...)``, where each parameter carries a leading
     head axis K. A single head runs it with K = 1; ``ProbeBank`` stacks the parameters of its K heads and
@@ -49,6 +57,8 @@ from torch import Tensor, nn
 from echojepa.io.atomic import atomic_torch_save
 from echojepa.models.checkpoint import CheckpointMismatchError, load_state_dict_strict
 from echojepa.probe.errors import ProbeInputError
+from echojepa.probe.position import POSITION_KINDS, spacetime_code
+from echojepa.probe.project import TokenProjection
 from echojepa.schedules import ScheduleConfig, lr_at
 
 Params = dict[str, Tensor]
@@ -290,6 +300,13 @@ class StackableHead(nn.Module):
         super().__init__()
         self.config = dict(config)  # plain kwargs: enough to rebuild the head (saved with probe checkpoints)
         self.out_dim = int(config["out_dim"])
+        in_dim = config.get("in_dim")
+        # raw backbone tokens -> probe width; None: tokens arrive at the probe width already
+        self.input_map = None if in_dim is None else TokenProjection(int(in_dim), int(config["embed_dim"]))
+
+    def project(self, tokens: Tensor) -> Tensor:
+        """Backbone tokens [..., in_dim] -> [..., embed_dim] through the fixed map (identity without one)."""
+        return tokens if self.input_map is None else self.input_map(tokens)
 
     def stacked_forward(
         self,
@@ -333,15 +350,25 @@ class AttentiveProbe(StackableHead):
         num_queries: int = 1,
         norm_eps: float = 1e-6,
         init_std: float = 0.02,
+        in_dim: int | None = None,
+        token_grid: Sequence[int] | None = None,
+        position: str = "none",
+        position_periods: Sequence[float] = (8.0, 1.0 / 32),
     ) -> None:
+        token_grid = None if token_grid is None else [int(g) for g in token_grid]
         super().__init__(
             embed_dim=embed_dim, out_dim=out_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-            num_queries=num_queries, norm_eps=norm_eps, init_std=init_std,
+            num_queries=num_queries, norm_eps=norm_eps, init_std=init_std, in_dim=in_dim,
+            token_grid=token_grid, position=position, position_periods=[float(p) for p in position_periods],
         )  # fmt: skip
         if depth < 1 or num_queries < 1:
             raise ValueError(f"depth ({depth}) and num_queries ({num_queries}) must be >= 1")
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        if position not in POSITION_KINDS:
+            raise ValueError(f"position must be one of {POSITION_KINDS}, got {position!r}")
+        self.token_grid, self.position = token_grid, position
+        self.position_periods = tuple(float(p) for p in position_periods)
         self.pooler = AttentivePooler(embed_dim, depth, num_heads, mlp_ratio, num_queries, norm_eps)
         self.linear = nn.Linear(embed_dim, out_dim)
         self._init_weights(init_std)
@@ -359,10 +386,19 @@ class AttentiveProbe(StackableHead):
             last = len(self.pooler.blocks) + 1
             self.pooler.cross_attention_block.mlp.fc2.weight.div_(math.sqrt(2.0 * last))
 
+    def embed_tokens(self, tokens: Tensor) -> Tensor:
+        """Backbone tokens [..., L, in_dim] -> probe tokens [..., L, D]: the fixed projection, plus the
+        space-time code of L tokens (as many whole token grids as L holds: the segments in order)."""
+        x = self.project(tokens)
+        if self.position == "none":
+            return x
+        code = spacetime_code(x.shape[-2], self.token_grid, x.shape[-1], self.position_periods)
+        return x + code.to(device=x.device, dtype=x.dtype)
+
     def stacked_forward(self, params, tokens, key_padding_mask=None, presence=None, generator=None):
         _single_view_only(self.kind, presence)
         tokens, key_padding_mask = _flatten_segments(tokens, key_padding_mask)
-        return self.pooled_forward(params, tokens, key_padding_mask, shared=True)
+        return self.pooled_forward(params, self.embed_tokens(tokens), key_padding_mask, shared=True)
 
     def pooled_forward(
         self, params: Params, x: Tensor, key_padding_mask: Tensor | None, shared: bool
@@ -382,6 +418,7 @@ class AttentiveProbe(StackableHead):
         for segments, in token order). Padded tokens get weight 0; each row sums to 1."""
         tokens, key_padding_mask = _flatten_segments(tokens, key_padding_mask)
         _check_padding(key_padding_mask, tokens.shape[0], tokens.shape[1])
+        tokens = self.embed_tokens(tokens)
         if key_padding_mask is not None:
             tokens = tokens.masked_fill(key_padding_mask.unsqueeze(-1), 0.0)
         params = {n: p.unsqueeze(0) for n, p in self.named_parameters()}
@@ -392,8 +429,17 @@ class AttentiveProbe(StackableHead):
 class LinearProbe(StackableHead):
     kind = "linear"
 
-    def __init__(self, embed_dim: int, out_dim: int, norm_eps: float = 1e-6, init_std: float = 0.02) -> None:
-        super().__init__(embed_dim=embed_dim, out_dim=out_dim, norm_eps=norm_eps, init_std=init_std)
+    def __init__(
+        self,
+        embed_dim: int,
+        out_dim: int,
+        norm_eps: float = 1e-6,
+        init_std: float = 0.02,
+        in_dim: int | None = None,
+    ) -> None:
+        super().__init__(
+            embed_dim=embed_dim, out_dim=out_dim, norm_eps=norm_eps, init_std=init_std, in_dim=in_dim
+        )
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.linear = nn.Linear(embed_dim, out_dim)
         trunc_normal_(self.linear.weight, std=init_std)
@@ -404,7 +450,7 @@ class LinearProbe(StackableHead):
         tokens, key_padding_mask = _flatten_segments(tokens, key_padding_mask)
         _check_padding(key_padding_mask, tokens.shape[0], tokens.shape[1])
         pooled = _layer_norm(
-            _masked_mean(tokens, key_padding_mask), _sub(params, "norm"), True, self.norm.eps
+            _masked_mean(self.project(tokens), key_padding_mask), _sub(params, "norm"), True, self.norm.eps
         )
         return _linear(pooled, _sub(params, "linear"))  # [K, B, out]
 
@@ -419,11 +465,13 @@ class MLPProbe(StackableHead):
         hidden_dim: int | None = None,
         norm_eps: float = 1e-6,
         init_std: float = 0.02,
+        in_dim: int | None = None,
     ) -> None:
         hidden_dim = int(hidden_dim or embed_dim)
         super().__init__(
-            embed_dim=embed_dim, out_dim=out_dim, hidden_dim=hidden_dim, norm_eps=norm_eps, init_std=init_std
-        )
+            embed_dim=embed_dim, out_dim=out_dim, hidden_dim=hidden_dim, norm_eps=norm_eps,
+            init_std=init_std, in_dim=in_dim,
+        )  # fmt: skip
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.fc1 = nn.Linear(embed_dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, out_dim)
@@ -436,7 +484,7 @@ class MLPProbe(StackableHead):
         tokens, key_padding_mask = _flatten_segments(tokens, key_padding_mask)
         _check_padding(key_padding_mask, tokens.shape[0], tokens.shape[1])
         pooled = _layer_norm(
-            _masked_mean(tokens, key_padding_mask), _sub(params, "norm"), True, self.norm.eps
+            _masked_mean(self.project(tokens), key_padding_mask), _sub(params, "norm"), True, self.norm.eps
         )
         return _mlp(pooled, params)  # [K, B, out]
 
@@ -542,6 +590,28 @@ class ProbeBank(nn.Module):
             groups.append({"params": no_decay, "lr": spec.lr, "weight_decay": 0.0, "head": k})
         return groups
 
+    def set_projection(self, shift: np.ndarray | Tensor, weight: np.ndarray | Tensor) -> None:
+        """Give every head the same fixed token projection (``echojepa.probe.project``): shift [in_dim],
+        weight [in_dim, embed_dim]. The heads must have been built with ``in_dim``."""
+        for head in self.heads:
+            if head.input_map is None:
+                raise ValueError("this bank's heads were built without in_dim: they take no projection")
+            head.input_map.set(shift, weight)
+
+    def trainable_parameters(self) -> int:
+        """Trainable parameters of one head (the fixed projection is a buffer and does not count)."""
+        return sum(p.numel() for p in self.heads[0].parameters() if p.requires_grad)
+
+    def describe(self) -> dict[str, Any]:
+        """What every backbone's probe is, for records: kind, width, input width, depth, position code,
+        token grid, trainable parameters per head and number of heads."""
+        h = self.head_kwargs
+        return {
+            "kind": self.kind, "width": int(h["embed_dim"]), "in_dim": h.get("in_dim"),
+            "depth": h.get("depth"), "position": h.get("position"), "token_grid": h.get("token_grid"),
+            "trainable_params": self.trainable_parameters(), "heads": len(self),
+        }  # fmt: skip
+
     def export_head(self, k: int) -> StackableHead:
         """A standalone copy of head k (same forward, [B, out_dim])."""
         return copy.deepcopy(self.heads[k])
@@ -554,13 +624,36 @@ class ProbeBank(nn.Module):
         }
 
 
-def build_probe_bank(cfg: Mapping[str, Any], embed_dim: int, out_dim: int) -> ProbeBank:
-    """A bank from a conf/probe/*.yaml mapping (kind, head, grid {lr, wd, seeds}, heads_per_pass)."""
+# Probe kinds that attend over tokens, hence take a position code over the backbone's token grid.
+ATTENTIVE_KINDS = frozenset({"attentive", "multiview", "late_fusion"})
+
+
+def build_probe_bank(
+    cfg: Mapping[str, Any],
+    embed_dim: int,
+    out_dim: int,
+    token_grid: Sequence[int] | None = None,
+) -> ProbeBank:
+    """A bank from a conf/probe/*.yaml mapping (kind, head, grid {lr, wd, seeds}, heads_per_pass, width).
+
+    ``embed_dim`` is the backbone's token width. With ``width`` set, heads are built at that width and
+    take the backbone's tokens through a fixed projection (``in_dim = embed_dim``; fit it with
+    ``ProbeBank.set_projection``), so every backbone gets the same head; attentive kinds also get the
+    backbone's ``token_grid`` for their position code. Without ``width`` the heads are built at the
+    backbone's width (no projection)."""
     grid = cfg["grid"]
     specs = grid_specs(grid["lr"], grid["wd"], grid.get("seeds", (0,)))
     kwargs = dict(cfg.get("head") or {})
-    kwargs.update(embed_dim=int(embed_dim), out_dim=int(out_dim))
-    return ProbeBank(str(cfg["kind"]), kwargs, specs, heads_per_pass=cfg.get("heads_per_pass"))
+    width = cfg.get("width")
+    kwargs.update(out_dim=int(out_dim))
+    if width is None:
+        kwargs.update(embed_dim=int(embed_dim))
+    else:
+        kwargs.update(embed_dim=int(width), in_dim=int(embed_dim))
+    kind = str(cfg["kind"])
+    if kind in ATTENTIVE_KINDS and token_grid is not None:
+        kwargs.update(token_grid=[int(g) for g in token_grid])
+    return ProbeBank(kind, kwargs, specs, heads_per_pass=cfg.get("heads_per_pass"))
 
 
 def probe_schedule(cfg: Mapping[str, Any]) -> ProbeSchedule:
@@ -696,6 +789,7 @@ class TrainResult:
     bank_state: dict[str, Tensor] = field(default_factory=dict)
     task: ProbeTask | None = None
     steps: int = 0  # optimizer steps taken (every head takes each one)
+    probe: dict[str, Any] = field(default_factory=dict)  # ProbeBank.describe() of the trained bank
 
     @property
     def chosen(self) -> dict[str, Any]:
@@ -704,7 +798,7 @@ class TrainResult:
         return {
             "head": self.best_head, "lr": spec.lr, "wd": spec.wd,
             "val_metric": self.val_metrics[self.best_head], "val_name": self.val_metric_name,
-            "epochs": len(self.history), "steps": self.steps,
+            "epochs": len(self.history), "steps": self.steps, "probe": dict(self.probe),
         }  # fmt: skip
 
 
@@ -838,7 +932,7 @@ def train_probe_bank(
         best_head=best, val_metric_name=str(task.val_metric), val_metrics=val_metrics,
         higher_is_better=task.higher_is_better, specs=list(bank.specs), history=history,
         bank_state={k: v.detach().cpu().clone() for k, v in bank.state_dict().items()}, task=task,
-        steps=step,
+        steps=step, probe=bank.describe(),
     )  # fmt: skip
 
 
@@ -885,7 +979,7 @@ def predict(
 # Probe checkpoints
 
 _PROBE_FORMAT = "echojepa-probe"
-_PROBE_VERSION = 1
+_PROBE_VERSION = 2  # 2: heads carry the fixed token projection and position code (one probe width)
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -944,6 +1038,11 @@ def load_probe(path: str | Path) -> tuple[ProbeBank, ProbeTask, dict[str, Any]]:
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _PROBE_FORMAT:
         raise ProbeCheckpointError(f"{path} is not an echojepa probe checkpoint")
+    if ckpt.get("version") != _PROBE_VERSION:
+        raise ProbeCheckpointError(
+            f"{path}: probe checkpoint version {ckpt.get('version')!r}, this code reads {_PROBE_VERSION} "
+            "(probes are now built at one width for every backbone): re-train it"
+        )
     state = ckpt.get("state_dict")
     if not state:
         raise ProbeCheckpointError(f"{path} holds no probe weights: refusing to evaluate an untrained probe")

@@ -7,16 +7,22 @@ first, so their content cannot matter). ``LateFusionProbe`` (the ablation): one 
 slot, predictions (logits for classification) averaged with presence weights.
 
 Both are ``StackableHead``s, so ``ProbeBank("multiview" | "late_fusion", ...)`` trains K of them in one
-pass. Loaders give ``tokens [B, V*C, N, D]`` and ``presence [B, V*C]`` (True = slot present).
+pass. Loaders give ``tokens [B, V*C, N, D]`` and ``presence [B, V*C]`` (True = slot present). Built with
+``in_dim``, both first map the backbone's tokens to the probe width with the fixed projection; with
+``position="sincos"`` every slot's tokens get the fixed space-time code of clip c = s % C of its view (the
+C clips of a view are consecutive in time), see ``echojepa.probe.position``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from echojepa.probe.heads import AttentiveProbe, Params, StackableHead, _sub
+from echojepa.probe.position import POSITION_KINDS, spacetime_code
 
 
 def view_dropout(
@@ -74,15 +80,25 @@ class _SlotProbe(StackableHead):
         num_queries: int = 1,
         norm_eps: float = 1e-6,
         init_std: float = 0.02,
+        in_dim: int | None = None,
+        token_grid: Sequence[int] | None = None,
+        position: str = "none",
+        position_periods: Sequence[float] = (8.0, 1.0 / 32),
     ) -> None:
+        token_grid = None if token_grid is None else [int(g) for g in token_grid]
         super().__init__(
             embed_dim=embed_dim, out_dim=out_dim, num_views=num_views, clips_per_view=clips_per_view,
             depth=depth, num_heads=num_heads, view_dropout=view_dropout, mlp_ratio=mlp_ratio,
-            num_queries=num_queries, norm_eps=norm_eps, init_std=init_std,
+            num_queries=num_queries, norm_eps=norm_eps, init_std=init_std, in_dim=in_dim,
+            token_grid=token_grid, position=position, position_periods=[float(p) for p in position_periods],
         )  # fmt: skip
         if not 0.0 <= view_dropout < 1.0:
             raise ValueError(f"view_dropout must lie in [0, 1), got {view_dropout}")
+        if position not in POSITION_KINDS:
+            raise ValueError(f"position must be one of {POSITION_KINDS}, got {position!r}")
         self.num_views, self.clips_per_view, self.p_drop = num_views, clips_per_view, view_dropout
+        self.token_grid, self.position = token_grid, position
+        self.position_periods = tuple(float(p) for p in position_periods)
         self._init_slots(embed_dim, init_std)
         self.probe = AttentiveProbe(
             embed_dim, out_dim, depth, num_heads, mlp_ratio, num_queries, norm_eps, init_std
@@ -90,6 +106,17 @@ class _SlotProbe(StackableHead):
 
     def _init_slots(self, embed_dim: int, init_std: float) -> None:
         """Parameters registered before the probe (early fusion: the stream embeddings)."""
+
+    def embed_slots(self, tokens: Tensor) -> Tensor:
+        """Backbone tokens [B, V*C, N, in_dim] -> [B, V*C, N, D]: the fixed projection, plus per slot the
+        space-time code of its clip (clip s % C of its view)."""
+        x = self.project(tokens)
+        if self.position == "none":
+            return x
+        c, n, d = self.clips_per_view, x.shape[2], x.shape[3]
+        code = spacetime_code(c * n, self.token_grid, d, self.position_periods).view(c, n, d)
+        slot = torch.arange(x.shape[1]) % c
+        return x + code[slot].to(device=x.device, dtype=x.dtype)
 
 
 class MultiViewProbe(_SlotProbe):
@@ -115,6 +142,7 @@ class MultiViewProbe(_SlotProbe):
         if self.training and self.p_drop > 0:
             presence = view_dropout(presence, v, c, self.p_drop, generator)
         _require_one_present(presence)
+        tokens = self.embed_slots(tokens)
         b, s, n, d = tokens.shape
         slot = torch.arange(s, device=tokens.device)
         stream = (
@@ -143,6 +171,7 @@ class LateFusionProbe(_SlotProbe):
         if self.training and self.p_drop > 0:
             presence = view_dropout(presence, v, c, self.p_drop, generator)
         _require_one_present(presence)
+        tokens = self.embed_slots(tokens)
         b, s, n, d = tokens.shape
         x = tokens.masked_fill(~presence[:, :, None, None], 0.0).reshape(b * s, n, d)  # slots as items
         out = self.probe.pooled_forward(_sub(params, "probe"), x, None, shared=True)  # [K, B*S, out]

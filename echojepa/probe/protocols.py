@@ -14,11 +14,18 @@ sample_efficiency trains one probe per fraction and seed and refuses the option.
 
 Augmented training views (``probe.aug_views`` = k > 0): the train split is cached k times with the
 training transform, and epoch e trains on view ``aug_view_for_epoch(e, k, seed)``.
+
+One probe for every backbone: heads are built at ``probe.width`` whatever the backbone's token width, and
+take its tokens through a fixed projection fit on the cached TRAIN tokens (``echojepa.probe.project``;
+fit once per train cache entry and run, labels never read); attentive heads get the backbone's token grid
+for their fixed space-time position code. ``probe.task_depth`` sets the attentive depth per task (chosen
+on validation, see conf/probe/).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +39,7 @@ from echojepa.probe.backbones import Backbone
 from echojepa.probe.errors import ProbeInputError
 from echojepa.probe.features import FeatureCache, aug_view_for_epoch
 from echojepa.probe.heads import (
+    ATTENTIVE_KINDS,
     ProbeBank,
     ProbeCheckpointError,
     ProbeTask,
@@ -44,13 +52,16 @@ from echojepa.probe.heads import (
     save_probe,
     train_probe_bank,
 )
+from echojepa.probe.project import projection_for
 from echojepa.probe.results import classification_report, regression_report, write_record
 from echojepa.probe.taskdata import (
     MultiViewInputs,
     SingleViewInputs,
     SplitData,
+    Study,
     TaskData,
     all_clip_groups,
+    clip_spec,
     loader,
     studies,
     targets,
@@ -72,6 +83,8 @@ class Context:
     store: Path
     progress: bool = True
     written: list[Path] = field(default_factory=list)
+    # fixed token projections fit in this run, by (train cache entry key, width): fit once per entry
+    projections: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def task(self) -> dict[str, Any]:
@@ -113,19 +126,54 @@ def probe_task(task: Mapping[str, Any], train_target: np.ndarray) -> ProbeTask:
     )
 
 
-def _bank_cfg(probe: Mapping[str, Any], task: Mapping[str, Any], kind: str | None, views: list[str]) -> dict:
+def bank_config(
+    probe: Mapping[str, Any], task: Mapping[str, Any], kind: str | None, views: list[str]
+) -> dict[str, Any]:
+    """The probe config a bank is built from for this task: the task's attentive depth
+    (``probe.task_depth``), and for multi-view kinds the task's views, clips and view dropout."""
     cfg = dict(probe)
+    head = dict(probe.get("head") or {})
+    depth = (probe.get("task_depth") or {}).get(task["name"])
+    if depth is not None and (kind or probe["kind"]) in ATTENTIVE_KINDS:
+        head["depth"] = int(depth)  # the depth chosen on validation for this task (conf/probe/)
     if kind in ("multiview", "late_fusion"):
         mv = task["multiview"]
-        head = dict(probe.get("head") or {})
         head.pop("num_queries", None) if kind == "late_fusion" else None
         head.update(
             num_views=len(views),
             clips_per_view=int(mv["clips"]),
             view_dropout=float(mv.get("view_dropout", 0.10)),
         )
-        cfg.update(kind=kind, head=head)
+        cfg.update(kind=kind)
+    cfg.update(head=head)
     return cfg
+
+
+def token_grid(ctx: Context, num_tokens: int) -> list[int] | None:
+    """The backbone's (T', H', W') token grid over one clip of this task, checked against the cached
+    token count; None when its tokens do not tile the clip (the position code then reads token order)."""
+    pre = ctx.backbone.preprocess
+    frames = clip_spec(ctx.task, ctx.backbone).frames
+    grid = ctx.backbone.token_grid((3, frames, pre.img_size, pre.img_size))
+    if grid is None:
+        return None
+    if math.prod(grid) != num_tokens:
+        raise ValueError(
+            f"backbone {ctx.backbone.name}: token grid {tuple(grid)} does not give the {num_tokens} cached "
+            "tokens per clip"
+        )
+    return [int(g) for g in grid]
+
+
+def train_projection(ctx: Context, train: SplitData, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed map to the probe width, fit on this train cache entry's tokens (all of its items: no
+    label is read, so a label-subsampled run may use them) once per run."""
+    memo = (train.features.key, int(width))
+    if memo not in ctx.projections:
+        ctx.projections[memo] = projection_for(
+            train.tokens, train.num_clips, int(width), ctx.probe.get("projection")
+        )
+    return ctx.projections[memo]
 
 
 def train_loaders(
@@ -157,9 +205,14 @@ def fit(
     the head is chosen on validation inside."""
     multiview = kind in ("multiview", "late_fusion")
     ptask = probe_task(ctx.task, train_target)
+    train = train_views[0].data  # the cached train entry (every augmented view has the same shape)
+    n_tokens, dim = train.tokens.shape[2:]
     bank = build_probe_bank(
-        _bank_cfg(ctx.probe, ctx.task, kind, views or []), ctx.backbone.embed_dim, ptask.out_dim
+        bank_config(ctx.probe, ctx.task, kind, views or []), dim, ptask.out_dim, token_grid(ctx, n_tokens)
     )
+    width = ctx.probe.get("width")
+    if width is not None:
+        bank.set_projection(*train_projection(ctx, train, int(width)))
     bs = int(ctx.probe.get("batch_size", 32))
     result = train_probe_bank(
         bank,
@@ -416,7 +469,7 @@ def _train_views(ctx: Context, td: TaskData, mode: str = "center") -> list[Split
 
 
 def _train_val(
-    ctx: Context, td: TaskData, train_filter=None
+    ctx: Context, td: TaskData, train_filter=None, val_filter=None
 ) -> tuple[list[SingleViewInputs], SingleViewInputs, np.ndarray]:
     views = _train_views(ctx, td)
     y_all = targets(views[0].records, ctx.task)  # every view holds the same records in the same order
@@ -429,7 +482,10 @@ def _train_val(
     else:
         inputs, y = [SingleViewInputs(v, y_all) for v in views], y_all
     val = td.split("val")
-    return inputs, SingleViewInputs(val, targets(val.records, ctx.task)), y
+    val_groups = None
+    if val_filter is not None:
+        val_groups = [(i, list(range(int(val.num_clips[i])))) for i in val_filter(val)]
+    return inputs, SingleViewInputs(val, targets(val.records, ctx.task), val_groups), y
 
 
 def _train_targets(ctx: Context, td: TaskData) -> np.ndarray:
@@ -521,6 +577,21 @@ def standard(ctx: Context) -> None:
         )
 
 
+def subsample_patients(
+    patients: Sequence[str], fraction: float, protocol: Mapping[str, Any], seed: list[int]
+) -> set[str]:
+    """``fraction`` of ``patients`` (at least ``protocol.min_patients``, at most all), drawn with ``seed``."""
+    k = max(int(protocol.get("min_patients", 1)), int(round(fraction * len(patients))))
+    return set(np.random.default_rng(seed).choice(list(patients), size=min(k, len(patients)), replace=False))
+
+
+def _patients_filter(chosen: set[str]) -> Callable[[SplitData], list[int]]:
+    def keep(split: SplitData) -> list[int]:
+        return [i for i, r in enumerate(split.records) if r.patient in chosen]
+
+    return keep
+
+
 def sample_efficiency(ctx: Context) -> None:
     if ctx.cfg.get("probe_checkpoint"):
         raise ProbeInputError(
@@ -530,39 +601,41 @@ def sample_efficiency(ctx: Context) -> None:
         )
     p = ctx.cfg["protocol"]
     td = ctx.data("internal")
-    train = td.split("train")
-    patients = sorted({r.patient for r in train.records})
-    data, inputs = _test_inputs(ctx, td, "test")
+    train_patients = sorted({r.patient for r in td.usable("train")[0]})
+    val_patients = sorted({r.patient for r in td.usable("val")[0]})
+    test: tuple[SplitData, SingleViewInputs] | None = None
     for fraction in p["fractions"]:
         for seed in p["seeds"] if fraction < 1 else p["seeds"][:1]:
-            k = max(int(p.get("min_patients", 1)), int(round(fraction * len(patients))))
-            chosen = set(
-                np.random.default_rng([int(seed), 7]).choice(
-                    patients, size=min(k, len(patients)), replace=False
-                )
+            # training AND validation patients in the same proportion: choosing the head on the full
+            # validation split would use more labels than the probe was trained with
+            chosen = subsample_patients(train_patients, fraction, p, [int(seed), 7])
+            chosen_val = subsample_patients(val_patients, fraction, p, [int(seed), 11])
+            train_in, val_in, train_y = _train_val(
+                ctx, td, _patients_filter(chosen), _patients_filter(chosen_val)
             )
-
-            def keep(split: SplitData, chosen=chosen) -> list[int]:
-                return [i for i, r in enumerate(split.records) if r.patient in chosen]
-
-            train_in, val_in, train_y = _train_val(ctx, td, keep)
             if ctx.task["kind"] == "classification" and len(np.unique(train_y)) < 1:
                 raise ValueError("no training labels after subsampling")
             bank, ptask, result = fit(ctx, train_in, val_in, train_y, seed=int(seed))
+            test = test or _test_inputs(ctx, td, "test")  # read once a head is chosen
             _evaluate(
                 ctx,
                 bank,
                 ptask,
                 result,
-                data,
-                inputs,
+                *test,
                 protocol="sample_efficiency",
                 condition=f"fraction={fraction:g}",
                 dataset=td.cfg["root"],
                 seed=int(seed),
                 train_target=train_y,
                 save=False,
-                extra={"fraction": fraction, "train_patients": len(chosen), "train_items": len(train_y)},
+                extra={
+                    "fraction": fraction,
+                    "train_patients": len(chosen),
+                    "train_items": len(train_y),
+                    "val_patients": len(chosen_val),
+                    "val_items": len(val_in),
+                },  # fmt: skip
             )
 
 
@@ -594,7 +667,6 @@ def robustness(ctx: Context) -> None:
 
 def pediatric_transfer(ctx: Context) -> None:
     adult, peds = ctx.data("internal"), ctx.data("pediatric")
-    data, inputs = _test_inputs(ctx, peds, "test")
     conditions = ctx.cfg["protocol"]["conditions"]
     # zero-shot: the adult probe on pediatric test; fine-tuned: a probe trained on pediatric folds
     plan = [("zero_shot", adult), ("fine_tuned", peds)]
@@ -611,6 +683,7 @@ def pediatric_transfer(ctx: Context) -> None:
             )
     for condition, source in plan:
         bank, ptask, result, train_y, seed = _probe_or_fit(ctx, source, saved)
+        data, inputs = _test_inputs(ctx, peds, "test")  # read once the head is chosen
         _evaluate(
             ctx,
             bank,
@@ -629,18 +702,37 @@ def pediatric_transfer(ctx: Context) -> None:
         )
 
 
-def multiview_standard(ctx: Context) -> None:
-    """RVSP from studies: single view (A4C only), multi-view early fusion, and late fusion (ablation).
-    With ``probe_checkpoint``: only the variant the saved probe was trained as (its checkpoint's
-    condition), checked against that variant's probe kind, views and clips per view."""
-    mv = ctx.task["multiview"]
-    clips = int(mv["clips"])
-    td = ctx.data("internal")
-    variants = {
+def _multiview_variants(mv: Mapping[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    """condition -> (probe kind, views): A4C alone, early fusion of the task's views, late fusion."""
+    return {
         "single_view": ("multiview", [mv["single_view"]]),
         "multi_view": ("multiview", list(mv["views"])),
         "late_fusion": ("late_fusion", list(mv["views"])),
     }
+
+
+def _variant_rows(ctx: Context, split: SplitData, views: list[str]) -> list[Study]:
+    """The studies of ``split`` with at least one of ``views``, their slots cut to those views."""
+    every = list(ctx.task["multiview"]["views"])
+    rows = [
+        st
+        for st in studies(split, every, ctx.task["label"])
+        if any(st.slots[every.index(v)] is not None for v in views)
+    ]
+    for st in rows:  # keep only this variant's views
+        st.slots = [st.slots[every.index(v)] for v in views]
+    return rows
+
+
+def multiview_standard(ctx: Context) -> None:
+    """RVSP from studies: single view (A4C only), multi-view early fusion, and late fusion (ablation).
+    With ``probe_checkpoint``: only the variant the saved probe was trained as (its checkpoint's
+    condition), checked against that variant's probe kind, views and clips per view. The test split is
+    read only once the variant's head is chosen."""
+    mv = ctx.task["multiview"]
+    clips = int(mv["clips"])
+    td = ctx.data("internal")
+    variants = _multiview_variants(mv)
     wanted = ctx.cfg["protocol"].get("multiview_conditions") or list(variants)
     if unknown := set(wanted) - set(variants):
         raise ValueError(f"protocol.multiview_conditions: unknown {sorted(unknown)}; known: {list(variants)}")
@@ -653,31 +745,23 @@ def multiview_standard(ctx: Context) -> None:
         wanted = [saved.meta["condition"]]
     seed = saved.seed if saved is not None else int(ctx.cfg.get("seed", 0))
     train_views = [td.split("train", mode="all")] if saved is not None else _train_views(ctx, td, mode="all")
-    splits = {"train": train_views[0], **{s: td.split(s, mode="all") for s in ("val", "test")}}
     for condition in (c for c in variants if c in wanted):
         kind, views = variants[condition]
-        rows = {}
-        for s, data in splits.items():
-            rows[s] = [
-                st
-                for st in studies(data, list(mv["views"]), ctx.task["label"])
-                if any(st.slots[list(mv["views"]).index(v)] is not None for v in views)
-            ]
-            for st in rows[s]:  # keep only this variant's views
-                st.slots = [st.slots[list(mv["views"]).index(v)] for v in views]
-        inputs = {s: MultiViewInputs(splits[s], rows[s], clips) for s in splits}
-        train_y = np.array([st.target for st in rows["train"]])
+        train_rows = _variant_rows(ctx, train_views[0], views)
+        train_y = np.array([st.target for st in train_rows])
         if saved is not None:
             bank, ptask, result = saved.bank, saved.task, saved.result
         else:
+            val = td.split("val", mode="all")
             # every augmented view holds the same records in the same order: the same study rows apply
-            train_in = [MultiViewInputs(v, rows["train"], clips) for v in train_views]
-            bank, ptask, result = fit(
-                ctx, train_in, inputs["val"], train_y, seed=seed, kind=kind, views=views
-            )
-        test_rows = rows["test"]
+            train_in = [MultiViewInputs(v, train_rows, clips) for v in train_views]
+            val_in = MultiViewInputs(val, _variant_rows(ctx, val, views), clips)
+            bank, ptask, result = fit(ctx, train_in, val_in, train_y, seed=seed, kind=kind, views=views)
+        test = td.split("test", mode="all")  # only now: the head is chosen
+        test_rows = _variant_rows(ctx, test, views)
         y = np.array([st.target for st in test_rows])
-        pred = predict(bank, loader(inputs["test"], 64, False, 0, True), head=result.best_head, task=ptask)
+        test_in = MultiViewInputs(test, test_rows, clips)
+        pred = predict(bank, loader(test_in, 64, False, 0, True), head=result.best_head, task=ptask)
         common = dict(
             protocol="standard",
             condition=condition,
@@ -704,6 +788,62 @@ def multiview_standard(ctx: Context) -> None:
             **common,
         )
         trivial(ctx, train_target=train_y, seed=seed, saved=saved, **common)
+
+
+# ----- choosing settings on validation only ---------------------------------------------------------------
+def _trivial_val_score(ptask: ProbeTask, train_y: np.ndarray, val_y: np.ndarray) -> float:
+    """The validation metric of the train mean / majority class (the floor a setting must beat)."""
+    if ptask.kind == "regression":
+        return ptask.score(np.full(len(val_y), float(np.mean(train_y))), val_y)
+    probs = np.zeros((len(val_y), int(ptask.num_classes)))
+    probs[:, int(np.bincount(train_y.astype(int)).argmax())] = 1.0
+    return ptask.score(probs, val_y)
+
+
+def _val_summary(
+    condition: str, ptask: ProbeTask, result: TrainResult, train_y: np.ndarray, val_y: np.ndarray
+) -> dict[str, Any]:
+    return {
+        "condition": condition,
+        "metric": result.val_metric_name,
+        "higher_is_better": result.higher_is_better,
+        "chosen": float(result.val_metrics[result.best_head]),
+        "heads": [float(v) for v in result.val_metrics],
+        "trivial": _trivial_val_score(ptask, train_y, val_y),
+        "steps": result.steps,
+        "epochs": len(result.history),
+        "probe": result.probe,
+        "n_train": len(train_y),
+        "n_val": len(val_y),
+    }
+
+
+def validation_scores(ctx: Context) -> list[dict[str, Any]]:
+    """Train the task's probe(s) on the train split and score them on the validation split ONLY: the
+    numbers settings (depth, step floor, epochs, world size) are chosen from. The test split is never
+    read, not even extracted. One summary per condition (``internal``, or each multi-view variant)."""
+    td = ctx.data("internal")
+    seed = int(ctx.cfg.get("seed", 0))
+    if not ctx.task.get("multiview"):
+        train_in, val_in, train_y = _train_val(ctx, td)
+        _, ptask, result = fit(ctx, train_in, val_in, train_y, seed=seed)
+        return [_val_summary("internal", ptask, result, train_y, val_in.target)]
+    mv = ctx.task["multiview"]
+    clips = int(mv["clips"])
+    variants = _multiview_variants(mv)
+    wanted = ctx.cfg["protocol"].get("multiview_conditions") or list(variants)
+    train_views, val = _train_views(ctx, td, mode="all"), td.split("val", mode="all")
+    out = []
+    for condition in (c for c in variants if c in wanted):
+        kind, views = variants[condition]
+        train_rows, val_rows = _variant_rows(ctx, train_views[0], views), _variant_rows(ctx, val, views)
+        train_y, val_y = (np.array([st.target for st in rows]) for rows in (train_rows, val_rows))
+        train_in = [MultiViewInputs(v, train_rows, clips) for v in train_views]
+        _, ptask, result = fit(
+            ctx, train_in, MultiViewInputs(val, val_rows, clips), train_y, seed=seed, kind=kind, views=views
+        )
+        out.append(_val_summary(condition, ptask, result, train_y, val_y))
+    return out
 
 
 PROTOCOLS = {

@@ -11,7 +11,7 @@ from typing import Any
 
 from echojepa.probe.backbones import build_backbone
 from echojepa.probe.features import FeatureCache
-from echojepa.probe.protocols import PROTOCOLS, Context
+from echojepa.probe.protocols import PROTOCOLS, Context, validation_scores
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,22 @@ def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:
     if cfg.get("mlflow", {}).get("enabled"):
         log_to_mlflow(cfg, ctx.written, stats)
     return ctx.written
+
+
+def validate_probe(cfg: dict[str, Any], progress: bool = False) -> list[dict[str, Any]]:
+    """Train cfg["probe"] for cfg["task"] on cfg["backbone"] and score it on the VALIDATION split only
+    (``protocols.validation_scores``): what probe settings are chosen from. Writes no record, reads no
+    test split."""
+    ensure_task_world(cfg)
+    ctx = Context(
+        cfg=cfg,
+        backbone=build_backbone(cfg["backbone"]),
+        backbone_kind=backbone_kind(cfg),
+        cache=FeatureCache(cfg["cache_dir"]),
+        store=Path(cfg["store"]),
+        progress=progress,
+    )
+    return validation_scores(ctx)
 
 
 def log_to_mlflow(cfg: dict[str, Any], records: list[Path], cache_stats: dict[str, int]) -> None:

@@ -86,6 +86,36 @@ def test_sample_efficiency_has_every_fraction_and_seed(synth_small, store):
     assert all(r["extra"]["train_patients"] >= 1 for r in small)
 
 
+def test_sample_efficiency_chooses_the_head_on_validation_patients_in_the_same_proportion(
+    synth_small, store, monkeypatch
+):
+    seen = []
+
+    def spy_fit(ctx, train_views, val_inputs, train_target, *, seed, **kw):
+        def patients(inputs):
+            return {inputs.data.records[i].patient for i, _ in inputs.groups}
+
+        seen.append((patients(train_views[0]), patients(val_inputs), patients_of(val_inputs.data), seed))
+        return None, None, None
+
+    def patients_of(split):
+        return {r.patient for r in split.records}
+
+    monkeypatch.setattr(protocols, "fit", spy_fit)
+    monkeypatch.setattr(protocols, "_evaluate", lambda *a, **k: None)
+    cfg = _cfg(synth_small, store, "view", "sample_efficiency", "protocol.fractions=[0.1,1.0]")
+    run_probe(cfg, progress=False)
+    assert len(seen) == 4  # 3 seeds at 10 %, one at 100 %
+    for train, val, all_val, seed in seen:
+        assert val <= all_val
+        share = len(val) / len(all_val)
+        if len(train) == len(seen[-1][0]):  # 100 % of the training patients
+            assert val == all_val
+        else:  # never more validation labels than the training fraction allows (one patient at least)
+            assert len(val) == max(1, round(0.1 * len(all_val))), (seed, share)
+    assert len({frozenset(v) for _, v, _, _ in seen[:3]}) > 1  # each seed draws its own patients
+
+
 def test_pediatric_transfer_zero_shot_and_fine_tuned(synth_small, store):
     written = run_probe(_cfg(synth_small, store, "lvef", "pediatric_transfer"), progress=False)
     assert _conditions(written) == ["fine_tuned", "zero_shot"]
@@ -137,7 +167,7 @@ def test_saved_probe_is_refused_when_missing_or_from_another_backbone(synth_smal
     with pytest.raises(ProbeCheckpointError, match="does not exist"):
         run_probe(cfg, progress=False)
     saved = _saved_lvef_probe(synth_small, store)
-    other = _cfg(synth_small, store, "lvef", "standard", f"probe_checkpoint={saved}", "backbone.grid=4")
+    other = _cfg(synth_small, store, "lvef", "standard", f"probe_checkpoint={saved}", "backbone.grid=2")
     with pytest.raises(ProbeCheckpointError, match="another backbone"):
         run_probe(other, progress=False)
     ok = run_probe(_cfg(synth_small, store, "lvef", "standard", f"probe_checkpoint={saved}"), progress=False)
