@@ -150,7 +150,7 @@ class OnlineProbeConfig:
 
 
 @dataclass
-class ProbeTask:
+class OnlineTask:
     """A task's decoded subsets: train fits the probe, val scores it."""
 
     name: str
@@ -201,7 +201,7 @@ class OnlineProbe(L.Callback):
 
     def __init__(
         self,
-        tasks: Sequence[ProbeTask] | Callable[[], Sequence[ProbeTask]],
+        tasks: Sequence[OnlineTask] | Callable[[], Sequence[OnlineTask]],
         every_n_steps: int,
         alphas: Sequence[float],
         encoder: str = "auto",
@@ -217,7 +217,7 @@ class OnlineProbe(L.Callback):
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         self._tasks_or_loader = tasks
-        self.tasks: list[ProbeTask] = [] if callable(tasks) else list(tasks)
+        self.tasks: list[OnlineTask] = [] if callable(tasks) else list(tasks)
         self.every_n_steps = int(every_n_steps)
         self.alphas = [float(a) for a in alphas]
         self.encoder = encoder
@@ -483,7 +483,7 @@ def build_online_probe(cfg: Mapping[str, Any], run_dir: str | Path) -> OnlinePro
                 "class(es), a classifier needs at least 2"
             )
 
-    def load() -> list[ProbeTask]:
+    def load() -> list[OnlineTask]:
         tasks = []
         for name, (task, splits) in picked.items():
             clips = {
@@ -495,7 +495,7 @@ def build_online_probe(cfg: Mapping[str, Any], run_dir: str | Path) -> OnlinePro
                 for split, records in splits.items()
             }
             n_classes = len(task.classes) if task.classes else None
-            tasks.append(ProbeTask(name, task.kind, clips["train"], clips["val"], n_classes))
+            tasks.append(OnlineTask(name, task.kind, clips["train"], clips["val"], n_classes))
         return tasks
 
     norm = data.get("normalization") or {}

@@ -26,7 +26,7 @@ from echojepa.pretrain.online_probe import (
     OnlineProbe,
     OnlineProbeConfig,
     OnlineProbeInputError,
-    ProbeTask,
+    OnlineTask,
     build_online_probe,
     history_csv,
 )
@@ -142,7 +142,7 @@ class RecordingLogger(Logger):
         return {s: m for s, m in self.calls if any(k.startswith("online") for k in m)}
 
 
-def _tasks(seed: int = 0) -> list[ProbeTask]:
+def _tasks(seed: int = 0) -> list[OnlineTask]:
     g = torch.Generator().manual_seed(seed)
 
     def clips(n: int, classes: bool) -> LabelledClips:
@@ -151,8 +151,8 @@ def _tasks(seed: int = 0) -> list[ProbeTask]:
         return LabelledClips(video, target, [f"clip{i}" for i in range(n)])
 
     return [
-        ProbeTask("view", "classification", clips(9, True), clips(6, True), num_classes=3),
-        ProbeTask("ef", "regression", clips(8, False), clips(5, False)),
+        OnlineTask("view", "classification", clips(9, True), clips(6, True), num_classes=3),
+        OnlineTask("ef", "regression", clips(8, False), clips(5, False)),
     ]
 
 
