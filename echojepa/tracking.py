@@ -221,6 +221,7 @@ def hydra_job_tags() -> dict[str, str]:
     hc = HydraConfig.get()
     tags = {OVERRIDES_TAG: json.dumps(list(hc.overrides.task))}
     if hc.mode == RunMode.MULTIRUN:
-        tags[SWEEP_TAG] = str(Path(hc.sweep.dir).resolve())
+        # relative sweep folders are taken from the launch directory (a job may chdir into its own)
+        tags[SWEEP_TAG] = str((Path(hc.runtime.cwd) / hc.sweep.dir).resolve())
         tags[SWEEP_JOB_TAG] = str(hc.job.num)
     return tags
