@@ -52,10 +52,62 @@ def _sweep_cfg(world: str) -> dict:
         )
 
 
+def _loader_figures(world: str | None, step_clips_per_s: float) -> dict[str, dict]:
+    """The pretraining loader on AVI (EchoNet-Dynamic layout) and DICOM (JPEG YBR, MIMIC layout) files
+    at the demo's clip geometry, beside the demo model's step (cpu_tiny EchoJEPA, batch 8)."""
+    import tempfile
+    from pathlib import Path
+
+    import echojepa.io as eio
+    from echojepa.pretrain.bench import loader_throughput
+
+    model = OmegaConf.load(CONF_DIR / "model" / "cpu_tiny.yaml")
+    clip = OmegaConf.load(CONF_DIR / "data" / "synthetic.yaml").clip
+    cache = OmegaConf.load(CONF_DIR / "data" / "synthetic.yaml").cache
+    with tempfile.TemporaryDirectory(prefix="echojepa-bench-world-") as tmp:
+        root = Path(world) if world else Path(tmp)
+        if world is None:
+            from echojepa.synth import generate
+
+            generate(root, "tiny", seed=0, progress=False)
+        avi = sorted((root / "echonet_dynamic" / "Videos").glob("*.avi"))
+        dicom = [
+            p
+            for p in sorted((root / "mimic_iv_echo" / "files").rglob("*.dcm"))
+            if (info := eio.video_info(p)).kind == "cine" and info.meta.get("photometric") == "YBR_FULL_422"
+        ]
+        out = {}
+        for name, paths in (("avi", avi), ("dicom_jpeg_ybr", dicom)):
+            figures = loader_throughput(
+                paths,
+                int(model.img_size),
+                frames=int(model.num_frames),
+                frame_step=int(clip.frame_step),
+                short_side_scale=float(cache.short_side_scale),
+                clips=32,
+            )
+            figures["model_step_clips_per_s"] = step_clips_per_s
+            out[f"loader_{name}_16x{int(model.img_size)}_vs_cpu_tiny_jepa_step"] = figures
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="echojepa-bench", description=__doc__)
     ap.add_argument("--skip-vitl", action="store_true", help="skip the (slow on CPU) ViT-L step")
     ap.add_argument("--skip-synth", action="store_true")
+    ap.add_argument("--skip-loader", action="store_true", help="skip the pretraining loader figures")
+    ap.add_argument(
+        "--loader-world",
+        type=str,
+        default=None,
+        help="a synthetic world for the loader figures (default: the tiny preset, written to a temp folder)",
+    )
+    ap.add_argument(
+        "--precision-rounds",
+        type=int,
+        default=3,
+        help="alternating fp32/bf16 steps timed per model (medians)",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
         "--sweep-world",
@@ -66,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     console = Console()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    results: dict[str, dict] = {"device": {"name": device, "threads": torch.get_num_threads()}}
+    from echojepa.pretrain.throughput import cpu_has_native_bf16
+
+    results: dict[str, dict] = {
+        "device": {
+            "name": device,
+            "threads": torch.get_num_threads(),
+            "cpu_native_bf16": cpu_has_native_bf16(),
+        }
+    }
 
     if not args.skip_synth:
         from echojepa.synth.bench import benchmark as synth_benchmark
@@ -78,6 +138,23 @@ def main(argv: list[str] | None = None) -> int:
     for objective in ("jepa", "mae"):
         m = preset_module("cpu_tiny", objective)
         results[f"cpu_tiny_{objective}"] = pretrain_step_throughput(m, batch_size=8, device=device)
+
+    from echojepa.pretrain.bench import precision_step_times
+
+    # float32 vs bf16 autocast, alternating steps: the demo presets and the issue's reference step
+    # (ViT-tiny, 16 x 112 px, batch 8, the reference two mask groups)
+    for name, model, objective, size in (
+        ("cpu_tiny_jepa_16x64_b8", "cpu_tiny", "jepa", None),
+        ("cpu_tiny_mae_16x64_b8", "cpu_tiny", "mae", None),
+        ("vitt_jepa_16x112_b8", "vitt", "jepa", 112),
+    ):
+        m = preset_module(model, objective, **({"img_size": size} if size else {}))
+        results[f"fp32_vs_bf16_{name}"] = precision_step_times(
+            m, batch_size=8, rounds=args.precision_rounds, device=device
+        )
+
+    if not args.skip_loader:
+        results.update(_loader_figures(args.loader_world, results["cpu_tiny_jepa"]["clips_per_s"]))
 
     for model, batch, size in (("vits", 2, 112), ("vitb", 1, 224)):
         enc = preset_module(model, "jepa").encoder

@@ -8,7 +8,9 @@ num_workers see the same batches. Plain arguments only: usable without Hydra.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
+from echojepa.data.clipcache import ClipCache
 from echojepa.data.clips import ClipSpec
 from echojepa.data.datasets import DatasetError
 from echojepa.data.index import SPLITS, DatasetIndex, Record
@@ -26,6 +29,31 @@ from echojepa.data.transforms import build_transform
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+log = logging.getLogger(__name__)
+
+
+class TimedIterator:
+    """A DataLoader iterator that adds the seconds each `next()` blocks to its loader's `wait_s`."""
+
+    def __init__(self, iterator: Iterator[Any], loader: ResumableDataLoader) -> None:
+        self._iterator, self._loader = iterator, loader
+
+    def __iter__(self) -> TimedIterator:
+        return self
+
+    def __next__(self) -> Any:
+        t0 = self._loader.clock()
+        try:
+            return next(self._iterator)
+        finally:
+            self._loader.wait_s += self._loader.clock() - t0
+
+    def __len__(self) -> int:
+        return len(self._iterator)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._iterator, name)
+
 
 class ResumableDataLoader(DataLoader):
     """A DataLoader whose position inside an epoch is saved in Lightning checkpoints.
@@ -33,11 +61,17 @@ class ResumableDataLoader(DataLoader):
     Lightning saves `state_dict()` of loaders that have one and calls `load_state_dict()` on resume.
     The position is the number of batches the training loop consumed (set by the
     `echojepa.pretrain.callbacks.DataPosition` callback), not what the loader prefetched.
+    `wait_s` sums the seconds the consumer spent blocked waiting for batches (`clock` measures them).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, clock: Callable[[], float] = time.perf_counter, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._consumed = 0
+        self.clock = clock
+        self.wait_s = 0.0
+
+    def __iter__(self) -> TimedIterator:  # type: ignore[override]
+        return TimedIterator(super().__iter__(), self)
 
     def mark_consumed(self, batches: int) -> None:
         self._consumed = int(batches)
@@ -58,6 +92,9 @@ class VideoDataModule(L.LightningDataModule):
     Batches: {"video": [B, C, T, H, W] (or [B, S, C, T, H, W] when spec.segments > 1), "num_clips",
     "index", "patient", "study", "view", "labels", "frame_indices"}. The train loader drops the last
     incomplete batch; an empty val selection gives no val loader (an empty list).
+    `clip_cache`: frames come from decoded entries (echojepa.data.clipcache) instead of the files;
+    `warm_cache` builds every missing train entry in `setup`, in `num_workers` processes, so the first
+    epoch does not wait for decoding.
     """
 
     def __init__(
@@ -81,6 +118,8 @@ class VideoDataModule(L.LightningDataModule):
         interpolation: str = "bilinear",
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        clip_cache: ClipCache | None = None,
+        warm_cache: bool = False,
     ) -> None:
         super().__init__()
         if index is None and (format is None or root is None):
@@ -104,6 +143,9 @@ class VideoDataModule(L.LightningDataModule):
         self.interpolation = interpolation
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.clip_cache = clip_cache
+        self.warm_cache = warm_cache and clip_cache is not None
+        self._warmed = False
         self.train_set: VideoClipDataset | None = None
         self.val_set: VideoClipDataset | None = None
 
@@ -131,7 +173,10 @@ class VideoDataModule(L.LightningDataModule):
             build_transform(True, self.size, self.mean, self.std, self.scale, self.ratio, self.interpolation),
             mode="random",
             seed=self.seed,
+            frame_cache=self.clip_cache,
         )
+        if self.warm_cache and not self._warmed:
+            self._warm(train)
         val = self._records(self.val_splits)
         self.val_set = (
             VideoClipDataset(
@@ -140,9 +185,23 @@ class VideoDataModule(L.LightningDataModule):
                 build_transform(False, self.size, self.mean, self.std, interpolation=self.interpolation),
                 mode="center",
                 seed=self.seed,
+                frame_cache=self.clip_cache,
             )
             if val
             else None
+        )
+
+    def _warm(self, records: Sequence[Record]) -> None:
+        assert self.clip_cache is not None
+        t0 = time.perf_counter()
+        counts = self.clip_cache.fill([r.path for r in records], num_workers=self.num_workers)
+        self._warmed = True
+        log.info(
+            "clip cache %s: %d train videos ready in %.1f s (%d past the size budget, decoded per item)",
+            self.clip_cache.root,
+            counts["videos"],
+            time.perf_counter() - t0,
+            counts["over_budget"],
         )
 
     def _check_fills_a_batch(self, videos: int, replicas: int) -> None:

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
 import echojepa.io as eio
+from echojepa.data.clipcache import ClipCache
 from echojepa.data.clips import CLIP_MODES, ClipMode, ClipSpec, sample_clip_indices
 from echojepa.data.degrade import Degradation
 from echojepa.data.index import Record
@@ -48,6 +49,8 @@ class VideoClipDataset(Dataset):
     `degradation` (degradations are defined on 0-1 intensities). For mode "all", S varies per video:
     batch with `collate_clips`, which pads and reports `num_clips`.
     Categorical labels (strings) need `label_classes[key]` (the class list); numeric labels become float32.
+    With `frame_cache` (echojepa.data.clipcache) frames come from each video's cached entry, decoded once
+    at a bounded size, instead of from the file; it keeps no sector mask, so it refuses a degradation.
     """
 
     def __init__(
@@ -60,9 +63,14 @@ class VideoClipDataset(Dataset):
         degradation: Degradation | None = None,
         seed: int = 0,
         label_classes: Mapping[str, Sequence[str]] | None = None,
+        frame_cache: ClipCache | None = None,
     ) -> None:
         if mode not in CLIP_MODES:
             raise ValueError(f"unknown clip mode {mode!r}; expected one of {CLIP_MODES}")
+        if frame_cache is not None and degradation is not None:
+            raise ValueError(
+                "a frame_cache keeps no sector mask, which a degradation needs: use one or the other"
+            )
         self.records = list(records)
         self.spec = spec
         self.transform = transform
@@ -71,6 +79,7 @@ class VideoClipDataset(Dataset):
         self.degradation = degradation
         self.seed = seed
         self.label_classes = {k: list(v) for k, v in (label_classes or {}).items()}
+        self.frame_cache = frame_cache
         self.epoch = 0
         self._pre, self._post = split_normalize(transform) if degradation is not None else (transform, None)
         self._probed: dict[int, tuple[int, float]] = {}
@@ -82,11 +91,28 @@ class VideoClipDataset(Dataset):
         self.epoch = int(epoch)
 
     def frame_info(self, index: int) -> tuple[int, float]:
-        """(frame count, fps) of a record's video, probed once and cached."""
+        """(frame count, fps) of a record's video, probed once and cached (or from its cache entry)."""
+        if self.frame_cache is not None:
+            source = self.frame_cache.open(self.records[index].path)
+            return source.num_frames, source.fps
         if index not in self._probed:
             info = eio.video_info(self.records[index].path)
             self._probed[index] = (int(info.frames), float(info.fps))
         return self._probed[index]
+
+    def _decode(self, path: Any, unique: np.ndarray) -> tuple[Tensor, Tensor | None]:
+        """The sorted unique frames as float video [C, U, H, W] in 0-1, plus the sector mask if any."""
+        if self.frame_cache is not None:
+            return to_tensor_video(self.frame_cache.open(path).take(unique)), None
+        decoded = eio.read_video(
+            path, frame_indices=unique.tolist(), estimate_mask=self.degradation is not None
+        )
+        if decoded.frames.shape[0] != unique.size:
+            raise VideoReadError(
+                str(path), f"decoder returned {decoded.frames.shape[0]} frames, expected {unique.size}"
+            )
+        mask = torch.from_numpy(np.asarray(decoded.mask, dtype=bool)) if decoded.mask is not None else None
+        return to_tensor_video(decoded.frames), mask
 
     def _labels(self, record: Record) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
@@ -111,15 +137,7 @@ class VideoClipDataset(Dataset):
         clips = sample_clip_indices(n_frames, fps, self.spec, np.random.default_rng(ss_clips), self.mode)
 
         unique = np.unique(clips)  # sorted: decode each needed frame once
-        decoded = eio.read_video(
-            record.path, frame_indices=unique.tolist(), estimate_mask=self.degradation is not None
-        )
-        if decoded.frames.shape[0] != unique.size:
-            raise VideoReadError(
-                str(record.path), f"decoder returned {decoded.frames.shape[0]} frames, expected {unique.size}"
-            )
-        video = to_tensor_video(decoded.frames)  # [C, U, H, W]
-        mask = torch.from_numpy(np.asarray(decoded.mask, dtype=bool)) if decoded.mask is not None else None
+        video, mask = self._decode(record.path, unique)  # [C, U, H, W]
         if self._pre is not None:
             video, mask = self._pre(video, mask, _torch_generator(ss_transform))
         if self.degradation is not None:

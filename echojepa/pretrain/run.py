@@ -26,6 +26,7 @@ from echojepa.pretrain.build import build_logger, build_module, build_trainer
 from echojepa.pretrain.data import build_datamodule
 from echojepa.pretrain.inputs import PretrainInputError, check_run_inputs
 from echojepa.pretrain.online_probe import build_online_probe
+from echojepa.pretrain.throughput import BF16Check, DataWait
 from echojepa.synth.ensure import NotASyntheticWorldError
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,10 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         logger.log_hyperparams(_flatten({**cfg, "config_hash": config_hash(cfg)}))
     throughput = Throughput()
     online = [online_probe] if online_probe is not None else []
-    trainer = build_trainer(cfg, run_dir, logger, extra_callbacks=[throughput, *online])
+    data_wait = DataWait()  # train/data_wait_s and its share of the step
+    trainer = build_trainer(
+        cfg, run_dir, logger, extra_callbacks=[throughput, data_wait, BF16Check(), *online]
+    )
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     elapsed = time.perf_counter() - t0
@@ -117,6 +121,7 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "steps": trainer.global_step,
         "elapsed_s": round(elapsed, 2),
         "clips_per_s": throughput.clips_per_s(),
+        "data_wait_frac": data_wait.fraction(),
         "gflops_per_step": metrics.get("train/gflops_per_step"),
         "gflops_total": module.gflops_total,
         "final_loss": metrics.get("train/loss_epoch", metrics.get("train/loss_step")),

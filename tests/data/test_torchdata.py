@@ -6,8 +6,9 @@ import torch
 from torch.utils.data import DataLoader
 
 import echojepa.io as eio
+from echojepa.data.clipcache import ClipCache
 from echojepa.data.clips import ClipSpec, sample_clip_indices
-from echojepa.data.datamodules import VideoDataModule
+from echojepa.data.datamodules import ResumableDataLoader, VideoDataModule
 from echojepa.data.degrade import DepthAttenuation
 from echojepa.data.index import DatasetIndex, Record
 from echojepa.data.torchdata import EpochShuffleSampler, VideoClipDataset, collate_clips
@@ -254,3 +255,64 @@ def test_datamodule_refuses_a_train_split_smaller_than_a_batch(tmp_path: Path):
     dm = VideoDataModule(index, batch_size=2)
     with pytest.raises(ValueError, match="cannot fill one batch"):
         dm.train_dataloader()
+
+
+class ClockedItems(torch.utils.data.Dataset):
+    """Items that each advance a fake clock by one second: the time a loader spends making them."""
+
+    def __init__(self, clock: list[float], n: int) -> None:
+        self.clock, self.n = clock, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        self.clock[0] += 1.0
+        return torch.tensor([float(i)])
+
+
+def test_loader_counts_only_the_seconds_its_consumer_waits_for_batches():
+    clock = [0.0]
+    loader = ResumableDataLoader(ClockedItems(clock, 6), batch_size=2, clock=lambda: clock[0])
+    it = iter(loader)
+    assert len(it) == 3
+    next(it)
+    assert loader.wait_s == 2.0  # two items made while the consumer waited
+    clock[0] += 10.0  # the consumer's own work between batches is not waiting
+    next(it)
+    assert loader.wait_s == 4.0
+    assert [b.flatten().tolist() for b in it] == [[4.0, 5.0]]
+    assert loader.wait_s == 6.0
+
+
+def test_cached_datamodule_batches_do_not_depend_on_workers_or_warming(tmp_path: Path):
+    paths = [write_ramp_avi(tmp_path / f"v{i}.avi", 12 + i) for i in range(4)]
+    index = DatasetIndex(format="test", root=tmp_path, records=[record(p, i) for i, p in enumerate(paths)])
+
+    def batches(cache: str, workers: int, warm: bool, built_before_loading: int) -> list[dict]:
+        dm = VideoDataModule(
+            index,
+            spec=ClipSpec(frames=4, frame_step=2),
+            size=8,
+            batch_size=2,
+            seed=5,
+            num_workers=workers,
+            clip_cache=ClipCache(tmp_path / cache, 12),
+            warm_cache=warm,
+            mean=(0.0,) * 3,
+            std=(1.0,) * 3,
+        )
+        dm.setup("fit")
+        assert len(list((tmp_path / cache).rglob("*.json"))) == built_before_loading
+        return list(dm.train_dataloader())
+
+    reference = batches("a", 0, warm=False, built_before_loading=0)  # entries built while loading
+    warmed = batches("b", 2, warm=True, built_before_loading=4)
+    reread = batches("a", 2, warm=False, built_before_loading=4)
+    for other in (warmed, reread):
+        assert [b["index"].tolist() for b in other] == [b["index"].tolist() for b in reference]
+        for x, y in zip(reference, other):
+            assert torch.equal(x["video"], y["video"])
+    # the ramp's brightness still names each clip frame's source index: the right frames were cached
+    for b in reference:
+        np.testing.assert_array_equal(decoded_index(b["video"]).numpy(), b["frame_indices"].numpy())
