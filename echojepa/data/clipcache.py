@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 import echojepa.io as eio
+from echojepa.data.datasets import DatasetError
 from echojepa.io.atomic import atomic_write, atomic_write_text
 from echojepa.io.types import VideoReadError
 
@@ -125,7 +126,8 @@ class DirectVideo:
 
 
 class ClipCache:
-    """Entries under ``root``; see the module docstring.
+    """Entries under ``root`` (created when missing; DatasetError when it cannot be written); see the
+    module docstring.
 
     ``short_side``: the stored frames' shorter side at most. ``max_gb``: a soft budget on the bytes of
     entries under ``root`` (None: no limit), counted once at construction and then per process; DataLoader
@@ -151,6 +153,14 @@ class ClipCache:
                 f"open_entries and decode_chunk must be >= 1, got {open_entries}, {decode_chunk}"
             )
         self.root = Path(root)
+        try:  # a folder that cannot hold entries is refused now, in one line, not mid-training
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatasetError(
+                self.root, f"cannot create the clip cache folder ({exc.strerror or exc})"
+            ) from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise DatasetError(self.root, "the clip cache folder is not writable")
         self.short_side = int(short_side)
         self.interpolation = interpolation
         self.open_entries = int(open_entries)

@@ -12,6 +12,7 @@ import torch
 import echojepa.io as eio
 from echojepa.data.clipcache import ClipCache, shrink_frames, stored_size
 from echojepa.data.clips import ClipSpec
+from echojepa.data.datasets import DatasetError
 from echojepa.data.degrade import DepthAttenuation
 from echojepa.data.index import Record
 from echojepa.data.torchdata import VideoClipDataset
@@ -139,3 +140,10 @@ def test_cache_with_a_degradation_is_refused(avi, tmp_path: Path):
             degradation=DepthAttenuation(),
             frame_cache=ClipCache(tmp_path / "cache", SHORT),
         )
+
+
+def test_a_cache_folder_that_cannot_be_written_is_refused_naming_it(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DatasetError, match=f"{blocker / 'cache'}: cannot create the clip cache folder"):
+        ClipCache(blocker / "cache", SHORT)
