@@ -93,8 +93,8 @@ class VideoDataModule(L.LightningDataModule):
     "index", "patient", "study", "view", "labels", "frame_indices"}. The train loader drops the last
     incomplete batch; an empty val selection gives no val loader (an empty list).
     `clip_cache`: frames come from decoded entries (echojepa.data.clipcache) instead of the files;
-    `warm_cache` builds every missing train entry in `setup`, in `num_workers` processes, so the first
-    epoch does not wait for decoding.
+    `warm_cache` builds every missing train entry in `setup`, in `warm_workers` processes (default
+    `num_workers`), so the first epoch does not wait for decoding.
     """
 
     def __init__(
@@ -120,6 +120,7 @@ class VideoDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         clip_cache: ClipCache | None = None,
         warm_cache: bool = False,
+        warm_workers: int | None = None,
     ) -> None:
         super().__init__()
         if index is None and (format is None or root is None):
@@ -145,6 +146,7 @@ class VideoDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.clip_cache = clip_cache
         self.warm_cache = warm_cache and clip_cache is not None
+        self.warm_workers = num_workers if warm_workers is None else int(warm_workers)
         self._warmed = False
         self.train_set: VideoClipDataset | None = None
         self.val_set: VideoClipDataset | None = None
@@ -194,7 +196,7 @@ class VideoDataModule(L.LightningDataModule):
     def _warm(self, records: Sequence[Record]) -> None:
         assert self.clip_cache is not None
         t0 = time.perf_counter()
-        counts = self.clip_cache.fill([r.path for r in records], num_workers=self.num_workers)
+        counts = self.clip_cache.fill([r.path for r in records], num_workers=self.warm_workers)
         self._warmed = True
         log.info(
             "clip cache %s: %d train videos ready in %.1f s (%d past the size budget, decoded per item)",

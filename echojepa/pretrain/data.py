@@ -61,6 +61,7 @@ def build_datamodule(cfg: dict[str, Any]) -> VideoDataModule:
         persistent_workers=data.get("persistent_workers", False),
         clip_cache=clip_cache,
         warm_cache=bool((data.get("cache") or {}).get("warm", False)),
+        warm_workers=(data.get("cache") or {}).get("warm_workers"),
         seed=cfg.get("seed", 0),
         train_splits=tuple(data.get("splits", ["train"])),
         val_splits=(),
