@@ -205,7 +205,43 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in figures.items():
             table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
         console.print(table)
+    for table in _side_by_side(results):
+        console.print(table)
     return 0
+
+
+def _side_by_side(results: dict[str, dict]) -> list[Table]:
+    """The precision and loader figures as two comparison tables (one row per model / input)."""
+    tables = []
+    native = results["device"].get("cpu_native_bf16")
+    prec = Table(title=f"float32 vs bf16 autocast, median steps; CPU with native bf16: {native}")
+    for col in ("model", "fp32 s", "bf16 s", "bf16 speed", "loss diff"):
+        prec.add_column(col, justify="left" if col == "model" else "right")
+    for name, f in results.items():
+        if name.startswith("fp32_vs_bf16_"):
+            prec.add_row(
+                name.removeprefix("fp32_vs_bf16_"),
+                f"{f['fp32_step_s']:.3g}",
+                f"{f['bfloat16_step_s']:.3g}",
+                f"{f['bfloat16_speedup_vs_fp32']:.2f}x",
+                f"{f['bfloat16_loss_rel_diff']:.1e}",
+            )
+    tables.append(prec)
+    loader = Table(title="pretraining loader (one worker, one thread) vs the cpu_tiny JEPA step, clips/s")
+    for col in ("input", "decoding", "cached", "build s/video", "model step"):
+        loader.add_column(col, justify="left" if col == "input" else "right")
+    for name, f in results.items():
+        if name.startswith("loader_"):
+            loader.add_row(
+                name.removeprefix("loader_").split("_vs_")[0],
+                f"{f['decode_clips_per_s']:.1f}",
+                f"{f['cached_clips_per_s']:.1f}",
+                f"{f['cache_build_s_per_video']:.3f}",
+                f"{f['model_step_clips_per_s']:.1f}",
+            )
+    if loader.row_count:
+        tables.append(loader)
+    return tables
 
 
 if __name__ == "__main__":
