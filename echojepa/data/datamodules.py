@@ -52,6 +52,8 @@ class TimedIterator:
         return len(self._iterator)  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_iterator":  # not set yet (e.g. mid-copy): never recurse
+            raise AttributeError(name)
         return getattr(self._iterator, name)
 
 
