@@ -17,13 +17,23 @@ log = logging.getLogger(__name__)
 
 
 def ensure_task_world(cfg: dict[str, Any]) -> None:
-    """Write (or rewrite, when half-written or stale) the synthetic world the task's datasets point into."""
+    """Write the synthetic world the task's datasets point into when it is missing or half-written.
+
+    A complete world is used as it is, whatever preset wrote it (a user may point `synth_root` at any
+    world); only a stale one is reported, never rewritten here.
+    """
     root = Path(cfg["synth_root"])
     uses = any(str(d["root"]).startswith(str(root)) for d in cfg["task"]["datasets"].values() if d)
-    if uses:
-        from echojepa.synth.ensure import ensure_world
+    if not uses:
+        return
+    from echojepa.synth.ensure import MANIFEST, ensure_world, stale_reason
 
-        ensure_world(root, cfg["synth"]["preset"], cfg["synth"]["seed"])
+    if (root / MANIFEST).is_file():
+        reason = stale_reason(root, cfg["synth"]["preset"], cfg["synth"]["seed"])
+        if reason:
+            log.warning("using the synthetic world at %s as it is (%s)", root, reason)
+        return
+    ensure_world(root, cfg["synth"]["preset"], cfg["synth"]["seed"])
 
 
 def backbone_kind(cfg: dict[str, Any]) -> str:
