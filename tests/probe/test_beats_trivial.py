@@ -1,14 +1,9 @@
-"""On the `small` synthetic world every task's probe beats its trivial baseline by a measured margin.
+"""On the `small` synthetic world every task's probe beats its trivial baseline.
 
-Pixel statistics + attentive_cpu with its own training length (30 epochs, at least 200 steps). Measured
-on the `small` preset (100 MIMIC subjects) for world seeds 0 and 1 x probe seeds 0 and 1 (LVEF, view),
-and world seeds 0, 1, 2 for RVSP; the test runs world seed 0, the thresholds sit below the worst case:
-  LVEF internal MAE / train mean    0.28, 0.28 (world 0); 0.53, 0.52 (world 1)  -> asserted <= 0.6
-  view accuracy - majority          +0.57, +0.56 (world 0); +0.62, +0.65 (1)    -> asserted >= +0.4
-  RVSP multi-view MAE / train mean  0.66 (world 0); 0.74 (1); 0.80 (2)          -> asserted <= 0.9,
-  and AUROC(RVSP >= 40)             0.98; 0.86; 0.78                             -> asserted >= 0.7
-RVSP is the fragile one: with 60 subjects (~20 test studies, 300 steps) the probe lost to the train
-mean on world seed 1 (a training set where low EF and high RVSP happened to co-occur), hence 100.
+Pixel statistics through the shared probe (attentive_cpu with its own training length), world seed 0.
+Only the claim itself is asserted (better than the train mean / majority class, AUROC above chance):
+the earlier margins were set just under measured test values on the old world and probe, and are
+withdrawn until they are re-derived on world seeds the test does not use (issue 9).
 """
 
 import json
@@ -30,13 +25,13 @@ def _metric(paths: list[Path], backbone: str, condition: str, name: str) -> floa
 def test_lvef_probe_beats_the_train_mean(synth_small, tmp_path):
     written = run_probe(_cfg(synth_small, tmp_path, "lvef", "standard", quick=False), progress=False)
     probe, trivial = (_metric(written, b, "internal", "mae") for b in ("pixel_stats", "trivial"))
-    assert probe <= 0.6 * trivial, (probe, trivial)
+    assert probe < trivial, (probe, trivial)
 
 
 def test_view_probe_beats_the_majority_class(synth_small, tmp_path):
     written = run_probe(_cfg(synth_small, tmp_path, "view", "standard", quick=False), progress=False)
     probe, trivial = (_metric(written, b, "internal", "accuracy") for b in ("pixel_stats", "trivial"))
-    assert probe >= trivial + 0.4, (probe, trivial)
+    assert probe > trivial, (probe, trivial)
 
 
 def test_multiview_rvsp_probe_beats_the_train_mean(synth_small, tmp_path):
@@ -44,5 +39,5 @@ def test_multiview_rvsp_probe_beats_the_train_mean(synth_small, tmp_path):
     cfg = _cfg(synth_small, tmp_path, "rvsp", "standard", only, quick=False)
     written = run_probe(cfg, progress=False)
     probe, trivial = (_metric(written, b, "multi_view", "mae") for b in ("pixel_stats", "trivial"))
-    assert probe <= 0.9 * trivial, (probe, trivial)
-    assert _metric(written, "pixel_stats", "multi_view", "auroc_rvsp_40") >= 0.7
+    assert probe < trivial, (probe, trivial)
+    assert _metric(written, "pixel_stats", "multi_view", "auroc_rvsp_40") > 0.5
