@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,21 @@ import pytest
 # Tests never reach a tracking server or the network; keep MLflow and Lightning quiet and local.
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///:memory:")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found():
+    """Undo what a test's logging configuration did to the process (Hydra's `dictConfig` can disable
+    every existing logger and raise the root level), so a later test's caplog still sees warnings."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    logging.disable(logging.NOTSET)
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            logger.disabled = False
 
 
 @pytest.fixture(scope="session")

@@ -124,14 +124,24 @@ def test_an_evaluation_marker_whose_write_fails_is_absent_so_the_stage_reruns(tm
 
 
 def test_a_world_without_its_manifest_is_written_again(tmp_path, monkeypatch):
-    import echojepa.synth
+    import json
+
+    import echojepa.synth.ensure
+    from echojepa.synth.config import GENERATOR_VERSION, load_config
 
     calls = []
-    monkeypatch.setattr(echojepa.synth, "generate", lambda out, *a, **k: calls.append(out))
+    # ensure_world holds its own reference to the writer: that is the one to replace
+    monkeypatch.setattr(echojepa.synth.ensure, "generate", lambda out, *a, **k: calls.append(out))
     s = _bare_study(tmp_path, monkeypatch)
     (s.world / "echonet_dynamic").mkdir(parents=True)  # an interrupted earlier run
     s.synth()
     assert calls == [s.world]
-    (s.world / "manifest.json").write_text("{}")
+    w = s.cfg["world"]
+    current = {"generator": GENERATOR_VERSION, "variation": load_config(w["preset"]).variation,
+               "preset": load_config(w["preset"]).name, "seed": int(w["seed"])}
+    (s.world / "manifest.json").write_text(json.dumps(current))
     s.synth()
-    assert calls == [s.world]  # complete: skipped
+    assert calls == [s.world]  # complete and current: skipped
+    (s.world / "manifest.json").write_text(json.dumps({**current, "seed": int(w["seed"]) + 1}))
+    s.synth()
+    assert calls == [s.world, s.world]  # complete but another seed's world: written again

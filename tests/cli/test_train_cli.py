@@ -176,7 +176,9 @@ def _refused(monkeypatch, capsys, tmp_path: Path, *overrides: str) -> str:
 
     runs = tmp_path / "runs"
     monkeypatch.setenv("ECHOJEPA_RUNS", str(runs))
-    monkeypatch.setattr(sys, "argv", ["echojepa-train", *overrides, "hydra/job_logging=disabled"])
+    # Hydra's `job_logging=disabled` would disable every logger in this process for later tests
+    quiet = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+    monkeypatch.setattr(sys, "argv", ["echojepa-train", *overrides, *quiet])
     with pytest.raises(SystemExit) as exc:
         train.main()
     err = capsys.readouterr().err.strip()
