@@ -1,8 +1,14 @@
-"""Where the project's own files live (configs ship beside the package in the repository)."""
+"""Where the project's own files live.
+
+The Hydra configs ship inside the package (``echojepa/conf``, package data), so a non-editable install
+from a wheel carries them; the repository's top-level ``conf/`` is a link to the same folder for
+people who browse the tree.
+"""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
+# setuptools installs package data as plain files, so the resource folder is a real directory
+CONF_DIR = Path(str(resources.files("echojepa") / "conf"))

@@ -90,8 +90,10 @@ class Study:
         self._stage(
             f"synthetic world ({w['preset']})",
             # complete (manifest written last) and written by this generator with these settings
-            lambda: (self.world / "manifest.json").exists()
-            and stale_reason(self.world, w["preset"], w["seed"]) is None,
+            lambda: (
+                (self.world / "manifest.json").exists()
+                and stale_reason(self.world, w["preset"], w["seed"]) is None
+            ),
             lambda: ensure_world(self.world, w["preset"], w["seed"]),
         )
 

@@ -1,9 +1,11 @@
 """notebooks/quickstart.ipynb runs top to bottom at the tiny size."""
 
+from pathlib import Path
+
 import nbformat
 from nbclient import NotebookClient
 
-from echojepa.paths import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
