@@ -26,7 +26,9 @@ from echojepa.io.atomic import atomic_torch_save
 from echojepa.io.weights import read_weights_file
 from echojepa.paths import CONF_DIR
 from echojepa.probe.backbones import Backbone, BackboneError, build_backbone, build_backbone_from_state
-from echojepa.probe.heads import ProbeTask, StackableHead, load_probe
+from echojepa.probe.checkpoint import load_probe
+from echojepa.probe.heads import StackableHead
+from echojepa.probe.task import ProbeTask
 from echojepa.probe.taskdata import clip_spec
 
 __all__ = [
@@ -122,7 +124,7 @@ def make_bundle(
 ) -> Path:
     """Write one self-contained, weights-only model bundle (atomic) and return its path.
 
-    ``probes``: task name -> probe checkpoint (echojepa.probe.heads.save_probe, with meta
+    ``probes``: task name -> probe checkpoint (echojepa.probe.checkpoint.save_probe, with meta
     ``backbone_identity`` and ``chosen_head`` as the protocols write it); needs at least "view" and
     "lvef". Each task's clip sampling comes from conf/task/<name>.yaml unless ``task_cfgs`` gives it.
     Refuses probes trained on another backbone.

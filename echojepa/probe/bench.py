@@ -1,4 +1,5 @@
-"""Probe benchmarks: K heads per backbone pass, and sweeps on cached features vs recomputed features.
+"""Probe benchmarks: K heads in one pass on cached-size tokens and per backbone pass, and sweeps on cached
+features vs recomputed features.
 
 Measures and prints; asserts nothing (`make bench`).
 """
@@ -13,9 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from echojepa.flops import encoder_forward_flops, transformer_forward_flops
-from echojepa.probe.heads import ProbeBank, ProbeTask, grid_specs
+from echojepa.probe.bank import ProbeBank, grid_specs
+from echojepa.probe.task import ProbeTask
 
 
 def heads_per_backbone_pass(
@@ -77,7 +80,7 @@ def attentive_probe_train_flops(tokens: int, dim: int, depth: int, mlp_hidden: i
     """Analytic FLOPs of one attentive head's training step per sample, as `AttentivePooler` runs it.
 
     (depth - 1) self-attention blocks over all frozen tokens (forward + 2x backward), then the folded
-    cross-attention block (see ``echojepa.probe.heads``): per attention head one score direction
+    cross-attention block (see ``echojepa.probe.pooler``): per attention head one score direction
     ``u`` [D] dotted with every token, and the pooled token [D] per head; the q / k-fold / v projections
     and the MLP act on one token. At depth 1 the tokens are frozen inputs, so the backward of the token-
     sized products needs only the weight-side gradient (1x forward, not 2x).
@@ -158,3 +161,85 @@ def sweep_cached_vs_recomputed(cfg: dict[str, Any], settings: int = 3) -> dict[s
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _time_steps(bank: ProbeBank, tokens: Tensor, target: Tensor, task: ProbeTask, steps: int) -> float:
+    optimizer = torch.optim.AdamW(bank.param_groups())
+    times = []
+    for i in range(steps + 1):  # first step warms up kernels and allocations
+        t0 = time.perf_counter()
+        loss = task.loss(bank(tokens), target).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if tokens.is_cuda:
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def benchmark_heads(
+    num_heads: int = 12,
+    batch_size: int = 32,
+    num_tokens: int = 392,
+    embed_dim: int = 384,
+    depth: int = 4,
+    attn_heads: int = 16,
+    steps: int = 3,
+    kind: str = "attentive",
+    device: str = "cpu",
+    heads_per_pass: int | None = None,
+) -> dict[str, float]:
+    """Time per training step (forward + backward + AdamW) on cached-size features: one head, K heads in
+    one pass (or in chunks of ``heads_per_pass``), and the estimate for K single-head runs. Prints and
+    returns the figures; asserts nothing."""
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    tokens = torch.randn(batch_size, num_tokens, embed_dim, device=dev)  # [B, N, D]
+    task = ProbeTask("regression", target_mean=0.0, target_std=1.0)
+    target = torch.randn(batch_size, device=dev)
+    kwargs: dict[str, Any] = {"embed_dim": embed_dim, "out_dim": 1}
+    if kind == "attentive":
+        kwargs.update(depth=depth, num_heads=attn_heads)
+    specs = grid_specs([1e-3] * num_heads, [0.05])
+    one = _time_steps(ProbeBank(kind, kwargs, specs[:1]).to(dev), tokens, target, task, steps)
+    bank = ProbeBank(kind, kwargs, specs, heads_per_pass=heads_per_pass).to(dev)
+    many = _time_steps(bank, tokens, target, task, steps)
+    looped = one * num_heads
+    out = {"one_head_s": one, "k_heads_one_pass_s": many, "k_single_banks_s": looped, "ratio": many / one}
+    how = "one pass" if heads_per_pass is None else f"{heads_per_pass}/pass"
+    print(
+        f"{kind} probe depth={depth if kind == 'attentive' else '-'} B={batch_size} N={num_tokens} "
+        f"D={embed_dim} on {device} ({torch.get_num_threads()} threads), median of {steps} steps:\n"
+        f"  1 head              {one * 1e3:9.1f} ms/step\n"
+        f"  {num_heads} heads, {how:9s}{many * 1e3:9.1f} ms/step   ({many / one:.2f}x one head)\n"
+        f"  {num_heads} x 1 head (est.)  {looped * 1e3:9.1f} ms/step"
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m echojepa.probe.bench``: time K probe heads in one pass vs one head."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Time K probe heads in one pass vs one head")
+    parser.add_argument("--num-heads", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-tokens", type=int, default=392)
+    parser.add_argument("--embed-dim", type=int, default=384)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--attn-heads", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--kind", default="attentive")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--heads-per-pass", type=int, default=None)
+    a = parser.parse_args(argv)
+    benchmark_heads(
+        a.num_heads, a.batch_size, a.num_tokens, a.embed_dim, a.depth, a.attn_heads, a.steps, a.kind,
+        a.device, a.heads_per_pass,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -21,8 +21,9 @@ import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from echojepa.probe.heads import AttentiveProbe, Params, StackableHead, _sub
+from echojepa.probe.heads import AttentiveProbe, StackableHead
 from echojepa.probe.position import POSITION_KINDS, spacetime_code
+from echojepa.probe.stacked import Params, sub_params
 
 
 def view_dropout(
@@ -151,7 +152,7 @@ class MultiViewProbe(_SlotProbe):
         x = tokens.masked_fill(~presence[:, :, None, None], 0.0)  # [B, S, N, D]
         x = (x.unsqueeze(0) + stream[:, None, :, None, :]).flatten(2, 3)  # [K, B, S*N, D]
         pad = (~presence)[:, :, None].expand(b, s, n).reshape(b, s * n)  # [B, S*N]
-        return self.probe.pooled_forward(_sub(params, "probe"), x, pad, shared=False)
+        return self.probe.pooled_forward(sub_params(params, "probe"), x, pad, shared=False)
 
 
 class LateFusionProbe(_SlotProbe):
@@ -174,7 +175,7 @@ class LateFusionProbe(_SlotProbe):
         tokens = self.embed_slots(tokens)
         b, s, n, d = tokens.shape
         x = tokens.masked_fill(~presence[:, :, None, None], 0.0).reshape(b * s, n, d)  # slots as items
-        out = self.probe.pooled_forward(_sub(params, "probe"), x, None, shared=True)  # [K, B*S, out]
+        out = self.probe.pooled_forward(sub_params(params, "probe"), x, None, shared=True)  # [K, B*S, out]
         out = out.view(out.shape[0], b, s, -1)  # [K, B, S, out]
         w = presence.to(out.dtype)  # [B, S]
         return (out * w[None, :, :, None]).sum(dim=2) / w.sum(dim=1)[None, :, None]

@@ -36,24 +36,14 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from echojepa.probe.backbones import Backbone
+from echojepa.probe.bank import ATTENTIVE_KINDS, ProbeBank, build_probe_bank
+from echojepa.probe.checkpoint import ProbeCheckpointError, check_probe_fits, load_probe, save_probe
 from echojepa.probe.errors import ProbeInputError
 from echojepa.probe.features import FeatureCache, aug_view_for_epoch
-from echojepa.probe.heads import (
-    ATTENTIVE_KINDS,
-    ProbeBank,
-    ProbeCheckpointError,
-    ProbeTask,
-    TrainResult,
-    build_probe_bank,
-    check_probe_fits,
-    load_probe,
-    predict,
-    probe_schedule,
-    save_probe,
-    train_probe_bank,
-)
+from echojepa.probe.fit import TrainResult, predict_bank, probe_schedule, train_probe_bank
 from echojepa.probe.project import projection_for
 from echojepa.probe.results import classification_report, regression_report, write_record
+from echojepa.probe.task import ProbeTask
 from echojepa.probe.taskdata import (
     MultiViewInputs,
     SingleViewInputs,
@@ -234,7 +224,7 @@ def _predict_items(
     bank: ProbeBank, ptask: ProbeTask, inputs, head: int, n_items: int, multiview: bool = False
 ) -> np.ndarray:
     """Predictions per item; several inputs of one item (all-clips mode) are averaged."""
-    out = predict(bank, loader(inputs, 64, False, 0, multiview), head=head, task=ptask)
+    out = predict_bank(bank, loader(inputs, 64, False, 0, multiview), head=head, task=ptask)
     items = np.array([g[0] for g in inputs.groups]) if hasattr(inputs, "groups") else np.arange(len(out))
     if len(items) == n_items and (items == np.arange(n_items)).all():
         return out
@@ -761,7 +751,7 @@ def multiview_standard(ctx: Context) -> None:
         test_rows = _variant_rows(ctx, test, views)
         y = np.array([st.target for st in test_rows])
         test_in = MultiViewInputs(test, test_rows, clips)
-        pred = predict(bank, loader(test_in, 64, False, 0, True), head=result.best_head, task=ptask)
+        pred = predict_bank(bank, loader(test_in, 64, False, 0, True), head=result.best_head, task=ptask)
         common = dict(
             protocol="standard",
             condition=condition,

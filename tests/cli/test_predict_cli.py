@@ -13,7 +13,10 @@ from echojepa.cli.predict import main
 from echojepa.io import write_dicom, write_video
 from echojepa.predict import make_bundle
 from echojepa.probe.backbones import build_backbone, load_backbone_config
-from echojepa.probe.heads import HeadSpec, ProbeBank, ProbeTask, save_probe, train_probe_bank
+from echojepa.probe.bank import HeadSpec, ProbeBank
+from echojepa.probe.checkpoint import save_probe
+from echojepa.probe.fit import train_probe_bank
+from echojepa.probe.task import ProbeTask
 
 VIEWS = ["A4C", "A2C", "A3C", "A5C", "PLAX", "PSAX", "Subcostal"]
 SECRETS = ("Doe^Jane", "Doe", "Jane", "MRN123456")

@@ -10,7 +10,10 @@ import numpy as np
 import torch
 
 from echojepa.probe.backbones import load_backbone_config
-from echojepa.probe.heads import HeadSpec, ProbeBank, ProbeTask, save_probe, train_probe_bank
+from echojepa.probe.bank import HeadSpec, ProbeBank
+from echojepa.probe.checkpoint import save_probe
+from echojepa.probe.fit import train_probe_bank
+from echojepa.probe.task import ProbeTask
 
 VIEWS = ["A4C", "A2C", "A3C", "A5C", "PLAX", "PSAX", "Subcostal"]
 IDENTIFIERS = {"PatientName": "Doe^Jane", "PatientID": "MRN123456"}

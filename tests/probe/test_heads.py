@@ -11,26 +11,12 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from echojepa.paths import CONF_DIR
-from echojepa.probe.heads import (
-    AttentiveProbe,
-    HeadSpec,
-    LinearProbe,
-    MLPProbe,
-    ProbeBank,
-    ProbeCheckpointError,
-    ProbeSchedule,
-    ProbeTask,
-    benchmark_heads,
-    build_probe_bank,
-    check_probe_fits,
-    grid_specs,
-    load_probe,
-    predict,
-    probe_schedule,
-    save_probe,
-    select_best_head,
-    train_probe_bank,
-)
+from echojepa.probe.bank import HeadSpec, ProbeBank, build_probe_bank, grid_specs
+from echojepa.probe.bench import benchmark_heads
+from echojepa.probe.checkpoint import ProbeCheckpointError, check_probe_fits, load_probe, save_probe
+from echojepa.probe.fit import ProbeSchedule, predict_bank, probe_schedule, select_best_head, train_probe_bank
+from echojepa.probe.heads import AttentiveProbe, LinearProbe, MLPProbe
+from echojepa.probe.task import ProbeTask
 
 D = 16
 ATT = {"embed_dim": D, "out_dim": 1, "depth": 2, "num_heads": 4}
@@ -170,14 +156,14 @@ def test_k_heads_in_one_pass_equal_k_separate_runs(heads_per_pass):
     bank = ProbeBank("attentive", ATT, specs, heads_per_pass=heads_per_pass)
     res = train_probe_bank(bank, train, val, task, epochs=2, progress=False)  # 20 steps
     assert int(bank.trained_steps) == 20
-    together = predict(bank, val)
+    together = predict_bank(bank, val)
     for k, spec in enumerate(specs):
         single = ProbeBank("attentive", ATT, [spec])
         res_k = train_probe_bank(single, train, val, task, epochs=2)
         for (name, p_bank), p_single in zip(bank.heads[k].named_parameters(), single.heads[0].parameters()):
             torch.testing.assert_close(p_bank, p_single, atol=1e-6, rtol=0, msg=name)
         # compared in z units (what the head outputs): 1e-6 at EF ~ 50 would be below float32 resolution
-        z_single = (predict(single, val, head=0) - task.target_mean) / task.target_std
+        z_single = (predict_bank(single, val, head=0) - task.target_mean) / task.target_std
         np.testing.assert_allclose(
             (together[k] - task.target_mean) / task.target_std, z_single, atol=1e-6, rtol=0
         )
@@ -223,7 +209,7 @@ def test_best_head_is_chosen_on_validation_even_when_another_wins_on_test():
     test = _regression_batches(3, seed=2)
     for batch in test:
         batch["target"] = torch.full_like(batch["target"], res.task.target_mean)
-    test_mae = [np.mean(np.abs(predict(bank, test, head=k) - res.task.target_mean)) for k in range(2)]
+    test_mae = [np.mean(np.abs(predict_bank(bank, test, head=k) - res.task.target_mean)) for k in range(2)]
     assert int(np.argmin(test_mae)) == 1  # the test split would pick head 1 ...
     assert res.val_metrics[0] < res.val_metrics[1]
     assert res.best_head == 0  # ... but selection used validation only
@@ -257,7 +243,7 @@ def test_regression_targets_z_scored_with_train_stats_and_predictions_denormalis
     with torch.no_grad():
         z = torch.cat([bank(b["tokens"])[0, :, 0] for b in val]).double().numpy()
     expected = z * targets.std(ddof=1) + targets.mean()
-    np.testing.assert_allclose(predict(bank, val, head=0), expected, rtol=1e-5)
+    np.testing.assert_allclose(predict_bank(bank, val, head=0), expected, rtol=1e-5)
     task = res.task
     t = torch.tensor([40.0, 60.0])
     torch.testing.assert_close(task.denormalise(task.normalise(t)), t)
@@ -301,7 +287,7 @@ def test_classification_bank_trains_and_scores_balanced_accuracy():
     )
     assert res.val_metric_name == "balanced_accuracy"
     assert res.val_metrics[0] > 0.6
-    assert predict(bank, batches[4:], head=0).shape == (16, 3)
+    assert predict_bank(bank, batches[4:], head=0).shape == (16, 3)
 
 
 # --------------------------------------------------------------------------------------- checkpoints
@@ -321,7 +307,7 @@ def test_probe_checkpoint_round_trip_reproduces_predictions(tmp_path):
     loaded, loaded_task, meta = load_probe(path)
     assert meta == {"backbone": "demo", "best_head": 1}
     assert loaded_task == task
-    np.testing.assert_allclose(predict(loaded, val), predict(bank, val), atol=1e-6)
+    np.testing.assert_allclose(predict_bank(loaded, val), predict_bank(bank, val), atol=1e-6)
     torch.load(path, weights_only=True)  # plain tensors and types only
     with pytest.raises(ValueError, match="meta.scale"):
         save_probe(tmp_path / "other.pt", bank, task, {"scale": np.float32(1.0)})  # would not load back
@@ -425,7 +411,7 @@ def test_untrained_banks_are_neither_saved_nor_used_for_prediction(tmp_path):
     with pytest.raises(ValueError, match="untrained"):
         save_probe(tmp_path / "p.pt", bank, task)
     with pytest.raises(ValueError, match="untrained"):
-        predict(bank, _regression_batches(1, seed=0), task=task)
+        predict_bank(bank, _regression_batches(1, seed=0), task=task)
 
 
 # ------------------------------------------------------------------------------------ config, bench

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from echojepa.probe.heads import AttentiveProbe, HeadSpec, ProbeBank, ProbeTask, predict, train_probe_bank
+from echojepa.probe.bank import HeadSpec, ProbeBank
+from echojepa.probe.fit import predict_bank, train_probe_bank
+from echojepa.probe.heads import AttentiveProbe
 from echojepa.probe.multiview import LateFusionProbe, MultiViewProbe, view_dropout
+from echojepa.probe.task import ProbeTask
 
 D, V, C, N = 16, 2, 2, 5
 KW = {"embed_dim": D, "out_dim": 1, "num_views": V, "clips_per_view": C, "depth": 2, "num_heads": 4}
@@ -118,4 +121,4 @@ def test_multiview_bank_runs_k_heads_in_one_pass_and_trains(kind):
         batches.append({"tokens": t, "presence": p, "target": 40.0 + 5.0 * t[:, 0, :, 0].mean(1)})
     res = train_probe_bank(bank, batches[:3], batches[3:], ProbeTask("regression"), epochs=2, seed=0)
     assert len(res.val_metrics) == 2
-    assert predict(bank, batches[3:], head=res.best_head).shape == (4,)
+    assert predict_bank(bank, batches[3:], head=res.best_head).shape == (4,)

@@ -12,18 +12,13 @@ from omegaconf import OmegaConf
 
 from echojepa.paths import CONF_DIR
 from echojepa.probe.backbones import build_backbone, load_backbone_config
-from echojepa.probe.heads import (
-    AttentiveProbe,
-    HeadSpec,
-    ProbeBank,
-    ProbeTask,
-    build_probe_bank,
-    load_probe,
-    save_probe,
-)
+from echojepa.probe.bank import HeadSpec, ProbeBank, build_probe_bank
+from echojepa.probe.checkpoint import load_probe, save_probe
+from echojepa.probe.heads import AttentiveProbe
 from echojepa.probe.position import grid_positions, spacetime_code
 from echojepa.probe.project import fit_projection, projection_for, sample_train_tokens
 from echojepa.probe.protocols import bank_config
+from echojepa.probe.task import ProbeTask
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -12,10 +12,12 @@ from hydra import compose, initialize_config_dir
 from echojepa.config import to_plain
 from echojepa.paths import CONF_DIR
 from echojepa.probe import protocols
+from echojepa.probe.bank import HeadSpec, ProbeBank
+from echojepa.probe.checkpoint import ProbeCheckpointError, save_probe
 from echojepa.probe.errors import ProbeInputError
 from echojepa.probe.features import FeatureCache, aug_view_for_epoch
-from echojepa.probe.heads import HeadSpec, ProbeBank, ProbeCheckpointError, ProbeTask, save_probe
 from echojepa.probe.runner import run_probe
+from echojepa.probe.task import ProbeTask
 from echojepa.report.records import load_records
 
 
