@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from echojepa.confkeys import ConfigKeyError, Dispatch, parse, register
+
 # A sample whose context comes out empty is redrawn; past this many tries the config cannot work.
 MAX_REDRAWS = 100
 
@@ -172,22 +174,46 @@ class TubeMaskGenerator(_SeededByStep):
         return torch.from_numpy(np.stack(keep)), torch.from_numpy(np.stack(masked))
 
 
+@dataclass(frozen=True)
+class MultiBlockMask:
+    """conf/mask/multiblock.yaml: the JEPA objective's mask groups (one context/target draw per group)."""
+
+    kind: str
+    groups: list[MaskGroupConfig]
+
+
+@dataclass(frozen=True)
+class TubeMask:
+    """conf/mask/tube.yaml: the MAE objective's tube mask, ``ratio`` of the tokens masked."""
+
+    kind: str
+    ratio: float = 0.9
+
+
+MASK_KINDS: dict[str, type] = {"multiblock": MultiBlockMask, "tube": TubeMask}
+
+
+def _mask_class(raw: Any) -> type:
+    kind = raw.get("kind") if isinstance(raw, Mapping) else None
+    if kind not in MASK_KINDS:
+        raise ConfigKeyError(f"mask: unknown mask kind {kind!r}; expected 'multiblock' or 'tube'")
+    return MASK_KINDS[kind]
+
+
+MASK_KEYS = Dispatch(_mask_class)
+register("mask", MASK_KEYS, f"{__name__}.parse_mask")
+
+
+def parse_mask(cfg: Mapping[str, Any]) -> MultiBlockMask | TubeMask:
+    """The `mask` group (conf/mask/*.yaml) as its dataclass; unknown keys refused."""
+    return parse(_mask_class(cfg), cfg, "mask")
+
+
 def build_mask_generator(
     cfg: Mapping[str, Any], grid_size: Sequence[int], seed: int = 0
 ) -> MultiBlockMaskGenerator | TubeMaskGenerator:
     """A generator from a conf/mask/*.yaml mapping (``kind: multiblock`` or ``kind: tube``)."""
-    kind = cfg.get("kind")
-    if kind == "multiblock":
-        groups = [
-            MaskGroupConfig(
-                spatial_scale=float(g["spatial_scale"]),
-                temporal_scale=float(g["temporal_scale"]),
-                aspect_ratio=(float(g["aspect_ratio"][0]), float(g["aspect_ratio"][1])),
-                num_blocks=int(g["num_blocks"]),
-            )
-            for g in cfg["groups"]
-        ]
-        return MultiBlockMaskGenerator(grid_size, groups, seed=seed)
-    if kind == "tube":
-        return TubeMaskGenerator(grid_size, ratio=float(cfg["ratio"]), seed=seed)
-    raise ValueError(f"unknown mask kind {kind!r}; expected 'multiblock' or 'tube'")
+    mask = parse_mask(cfg)
+    if isinstance(mask, MultiBlockMask):
+        return MultiBlockMaskGenerator(grid_size, mask.groups, seed=seed)
+    return TubeMaskGenerator(grid_size, ratio=float(mask.ratio), seed=seed)

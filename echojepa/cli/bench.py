@@ -15,16 +15,15 @@ from echojepa.paths import CONF_DIR
 
 
 def preset_module(model: str, objective: str, **model_overrides):
-    """A pretraining LightningModule from the `conf/model` and `conf/objective` presets (seed 0)."""
+    """A pretraining LightningModule from the `conf/model` and `conf/objective` presets and the
+    objective's mask (seed 0), composed as `echojepa-train model=... objective=...` composes them."""
+    from hydra import compose, initialize_config_dir
+
     from echojepa.pretrain.build import build_module
 
-    cfg = OmegaConf.create(
-        {
-            "model": OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml"),
-            "objective": OmegaConf.load(CONF_DIR / "objective" / f"{objective}.yaml"),
-            "seed": 0,
-        }
-    )
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        full = compose("train", overrides=[f"model={model}", f"objective={objective}"])
+    cfg = OmegaConf.create({"model": full.model, "objective": full.objective, "mask": full.mask, "seed": 0})
     for k, v in model_overrides.items():
         OmegaConf.update(cfg, f"model.{k}", v)
     return build_module(to_plain(cfg))

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from echojepa.confkeys import Dispatch, Kwargs, register
 from echojepa.paths import CONF_DIR
 
 DEGRADATION_DIR = CONF_DIR / "degradation"
@@ -213,6 +214,15 @@ REGISTRY: dict[str, type[Degradation]] = {
         Quantisation,
     )
 }
+
+
+def _degradation_schema(raw: Any) -> Any:
+    cls = REGISTRY.get(str(raw.get("kind")), Degradation)
+    return Kwargs(cls, extra=("kind",))
+
+
+# a conf/degradation preset: `kind` (the registry name) plus that class's parameters
+register("degradation", Dispatch(_degradation_schema), f"{__name__}.load_degradation")
 
 
 def build_degradation(name: str, **params: Any) -> Degradation:

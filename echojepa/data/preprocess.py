@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from echojepa.confkeys import Kwargs, refuse_unknown
 from echojepa.data.clips import CLIP_PADS, CLIP_STARTS, ClipSpec, padded_positions
 from echojepa.data.transforms import (
     CenterCrop,
@@ -153,6 +154,10 @@ class Preprocess:
         return out
 
 
+# the keys of a `preprocess` block: Preprocess's fields, and value_scale (applied to mean/std, then dropped)
+PREPROCESS_KEYS = Kwargs(Preprocess, extra=("value_scale",))
+
+
 def preprocess_from_config(
     cfg: Mapping[str, Any], img_size: int | None = None, num_frames: int | None = None
 ) -> Preprocess:
@@ -160,10 +165,7 @@ def preprocess_from_config(
     (e.g. 255) says mean/std are given on a 0-value_scale intensity scale (how EchoPrime publishes them);
     they are converted to 0-1. ``img_size``/``num_frames`` fill in keys that are missing or null (a ViT
     preset's clip size)."""
-    known = {f.name for f in fields(Preprocess)} | {"value_scale"}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"preprocess: unknown keys {unknown}; accepted: {sorted(known)}")
+    refuse_unknown(cfg, PREPROCESS_KEYS.accepted(), "preprocess", ValueError)
     scale = float(cfg.get("value_scale") or 1.0)
     size = cfg.get("img_size") if cfg.get("img_size") is not None else img_size
     frames = cfg.get("num_frames") if cfg.get("num_frames") is not None else num_frames

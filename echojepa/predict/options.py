@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from echojepa.confkeys import refuse_unknown
+
 __all__ = ["PredictOptions"]
 
 
@@ -35,8 +37,5 @@ class PredictOptions:
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> PredictOptions:
         """Options from a plain mapping; refuses keys that are not options (a typo must not be ignored)."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ValueError(f"predict options: unknown keys {unknown}; accepted: {sorted(known)}")
+        refuse_unknown(cfg, cls.__dataclass_fields__, "predict options", ValueError)
         return cls(**dict(cfg))

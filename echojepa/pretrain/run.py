@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +16,76 @@ import lightning as L
 import torch
 
 from echojepa.config import config_hash
+from echojepa.confkeys import DictOf, Kwargs, keys, register, unknown_keys
 from echojepa.data.datasets import DatasetError
 from echojepa.io.atomic import atomic_write_text
+from echojepa.masks import MASK_KEYS
 from echojepa.models.checkpoint import (
     export_reference_checkpoint,
     import_reference_encoder,
     import_reference_predictor,
 )
-from echojepa.pretrain.build import build_logger, build_module, build_trainer
-from echojepa.pretrain.data import build_datamodule
+from echojepa.paths import PathsConfig
+from echojepa.pretrain.build import (
+    OBJECTIVE_KEYS,
+    TRAINER_KEYS,
+    CheckpointConfig,
+    LoggerConfig,
+    ModelConfig,
+    build_logger,
+    build_module,
+    build_trainer,
+)
+from echojepa.pretrain.data import DataConfig, build_datamodule
 from echojepa.pretrain.inputs import PretrainInputError, check_run_inputs
-from echojepa.pretrain.online_probe import build_online_probe
+from echojepa.pretrain.online_probe import OnlineProbeConfig, TaskConfig, build_online_probe
 from echojepa.pretrain.throughput import BF16Check, DataWait
 from echojepa.synth.ensure import NotASyntheticWorldError
 
 log = logging.getLogger(__name__)
+
+# online_probe: parsed by OnlineProbeConfig.from_dict (each task by TaskConfig)
+ONLINE_PROBE_KEYS = Kwargs(OnlineProbeConfig, nested={"tasks": DictOf(TaskConfig)})
+register("online_probe", ONLINE_PROBE_KEYS, "echojepa.pretrain.online_probe.OnlineProbeConfig.from_dict")
+
+
+def _group(schema: Any) -> Any:
+    return field(default=None, metadata=keys(schema))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """train.yaml as `pretrain` reads it: its own keys and one field per config group, each read by the
+    group's registered reader (echojepa.confkeys). `pretrain` refuses any other key before it starts."""
+
+    seed: int = 0
+    run_name: str | None = None
+    ckpt_path: str | None = None  # resume a Lightning checkpoint
+    init_from: str | None = None  # released weights (V-JEPA 2 layout) to start from
+    init_allow_partial: bool = False
+    export_reference: bool = True  # <run_dir>/reference.pt at the end
+    checkpoint: CheckpointConfig | None = None
+    paths: PathsConfig | None = None
+    model: ModelConfig | None = None
+    objective: Any = _group(OBJECTIVE_KEYS)
+    mask: Any = _group(MASK_KEYS)
+    data: DataConfig | None = None
+    trainer: Any = _group(TRAINER_KEYS)
+    logger: LoggerConfig | None = None
+    online_probe: Any = _group(ONLINE_PROBE_KEYS)
+
+
+register("train.yaml", TrainConfig, f"{__name__}.pretrain")
+
+
+def check_config_keys(cfg: dict[str, Any]) -> None:
+    """Refuse a key no reader reads (a typo such as `trainer.max_step` or `+objective.foo`), one line."""
+    unknown = unknown_keys(TrainConfig, cfg, "")
+    if unknown:
+        raise PretrainInputError(
+            f"{unknown[0]}: no such config key (not read by pretraining); check the spelling"
+            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+        )
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -81,6 +137,7 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     built or anything is written under `run_dir`.
     """
     run_dir = Path(run_dir)
+    check_config_keys(cfg)
     check_run_inputs(cfg)  # options and checkpoints first: no data indexed, nothing built or written
     L.seed_everything(cfg.get("seed", 0), workers=True)
     try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from echojepa.confkeys import register
 from echojepa.paths import CONF_DIR
 
 # 1.1: per-video acquisition variation (`variation: realistic`); `variation: off` writes 1.0's world
@@ -208,6 +209,27 @@ class SynthConfig:
     realistic: dict[str, VariationConfig] = field(
         default_factory=lambda: {"adult": VariationConfig(), "pediatric": VariationConfig()}
     )
+
+
+@dataclass
+class SynthPreset(SynthConfig):
+    """A conf/synth/<preset>.yaml file: a SynthConfig tree, plus ``base`` (the preset it differs from,
+    read by ``_preset_layers``). Every preset is merged over world.yaml into SynthConfig, whose structured
+    merge refuses a key it does not have."""
+
+    base: str | None = None
+
+
+register("synth", SynthPreset, f"{__name__}.load_config")
+
+
+@dataclass(frozen=True)
+class WorldRef:
+    """A synthetic world named in another config (`data.synth`, evaluate.yaml `synth`, a study's
+    `world`): its preset (conf/synth/<preset>.yaml) and seed."""
+
+    preset: str
+    seed: int = 0
 
 
 WORLD_FILE = "world"  # conf/synth/world.yaml: the physics every preset shares

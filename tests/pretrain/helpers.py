@@ -11,6 +11,8 @@ from omegaconf import OmegaConf
 from echojepa.config import to_plain
 from echojepa.paths import CONF_DIR
 
+MASK_OF = {"jepa": "multiblock", "mae": "tube"}  # conf/mask/jepa.yaml, conf/mask/mae.yaml
+
 
 def tiny_cfg(objective: str, world: Path, **overrides: Any) -> dict:
     """cpu_tiny at 32 px / 8 frames on the synthetic EchoNet-Dynamic AVIs: a step takes milliseconds."""
@@ -18,6 +20,8 @@ def tiny_cfg(objective: str, world: Path, **overrides: Any) -> dict:
         {
             "model": OmegaConf.load(CONF_DIR / "model" / "cpu_tiny.yaml"),
             "objective": OmegaConf.load(CONF_DIR / "objective" / f"{objective}.yaml"),
+            # the objective's mask, as train.yaml's `mask: ${objective}` picks it
+            "mask": OmegaConf.load(CONF_DIR / "mask" / f"{MASK_OF[objective]}.yaml"),
             "seed": 0,
             "data": {
                 "format": "echonet_dynamic",

@@ -39,7 +39,8 @@ def parity_cfg(parity: dict, official_quirks: bool) -> dict:
     rope = c["rope_sincos"] == "repeat"
     common = dict(mlp_ratio=c["mlp_ratio"], norm_eps=c["layernorm_eps"], rope_repeat_layout=rope)
     objective = OmegaConf.load(CONF_DIR / "objective" / "jepa.yaml")
-    assert [(g.spatial_scale, g.num_blocks) for g in objective.masks] == [
+    mask = OmegaConf.load(CONF_DIR / "mask" / "multiblock.yaml")  # the jepa objective's mask group
+    assert [(g.spatial_scale, g.num_blocks) for g in mask.groups] == [
         (m["spatial_scale"], m["num_blocks"]) for m in c["masks"]
     ]
     objective.official_quirks = official_quirks
@@ -65,7 +66,7 @@ def parity_cfg(parity: dict, official_quirks: bool) -> dict:
             **common,
         ),
     }
-    return to_plain(OmegaConf.create({"model": model, "objective": objective, "seed": 0}))
+    return to_plain(OmegaConf.create({"model": model, "objective": objective, "mask": mask, "seed": 0}))
 
 
 def replay(parity: dict, official_quirks: bool, tmp_path: Path) -> tuple[list[float], dict]:
