@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from hydra import compose, initialize_config_dir
 from rich.console import Console
 
 from echojepa.config import to_plain
+from echojepa.confkeys import parse, reads
 from echojepa.io.atomic import atomic_write_text
 from echojepa.paths import CONF_DIR
+from echojepa.synth.config import WorldRef
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +35,48 @@ def _compose(config_name: str, overrides: list[str]) -> dict[str, Any]:
         return to_plain(compose(config_name=config_name, overrides=overrides))
 
 
+@dataclass(frozen=True)
+class PretrainSpec:
+    """One pretraining run of a study: a conf/experiment recipe and the study's overrides of it."""
+
+    experiment: str
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One row of the study's tables: a conf/backbone preset, its overrides, and which pretraining run
+    gives its weights (checkpoint_from) or only its architecture (model_from)."""
+
+    preset: str
+    overrides: list[str] = field(default_factory=list)
+    checkpoint_from: str | None = None
+    model_from: str | None = None
+
+
+@reads("study")
+@dataclass(frozen=True)
+class StudyConfig:
+    """conf/study/*.yaml (read by Study)."""
+
+    name: str
+    world: WorldRef
+    pretrain: dict[str, PretrainSpec]
+    backbones: dict[str, BackboneSpec]
+    probe: str
+    evaluations: list[list[str]]
+    predict_bundle_backbone: str
+    probe_overrides: list[str] = field(default_factory=list)
+    evaluation_overrides: list[str] = field(default_factory=list)
+    seed: int = 0
+
+
 def load_study(name: str) -> dict[str, Any]:
+    """conf/study/<name>.yaml composed, its keys checked by StudyConfig (an unknown key is refused)."""
     with initialize_config_dir(config_dir=str(CONF_DIR / "study"), version_base="1.3"):
-        return to_plain(compose(config_name=name))
+        cfg = to_plain(compose(config_name=name))
+    parse(StudyConfig, cfg, f"study {name}")
+    return cfg
 
 
 class Study:
