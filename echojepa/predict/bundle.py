@@ -25,7 +25,8 @@ from echojepa.data.clips import ClipSpec
 from echojepa.io.atomic import atomic_torch_save
 from echojepa.io.weights import read_weights_file
 from echojepa.paths import CONF_DIR
-from echojepa.probe.backbones import Backbone, BackboneError, build_backbone, build_backbone_from_state
+from echojepa.probe.backbone_base import Backbone, BackboneError
+from echojepa.probe.backbones import build_backbone, build_backbone_from_state
 from echojepa.probe.checkpoint import load_probe
 from echojepa.probe.heads import StackableHead
 from echojepa.probe.task import ProbeTask

@@ -26,7 +26,7 @@ from echojepa.io import NotACineError, VideoReadError, read_video, video_info
 from echojepa.predict.bundle import BundleError, TaskHead, check_required_tasks, load_bundle
 from echojepa.predict.drawing import attention_rows, write_gif, write_strip
 from echojepa.predict.options import PredictOptions
-from echojepa.probe.backbones import Backbone
+from echojepa.probe.backbone_base import Backbone
 from echojepa.probe.heads import AttentiveProbe
 from echojepa.probe.taskdata import all_clip_groups
 

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from echojepa.probe.backbones import build_backbone
-from echojepa.probe.features import FeatureCache
-from echojepa.probe.protocols import PROTOCOLS, Context, validation_scores
+from echojepa.probe.context import Context
+from echojepa.probe.feature_cache import FeatureCache
+from echojepa.probe.protocols import PROTOCOLS
+from echojepa.probe.validation import validation_scores
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:
 
 def validate_probe(cfg: dict[str, Any], progress: bool = False) -> list[dict[str, Any]]:
     """Train cfg["probe"] for cfg["task"] on cfg["backbone"] and score it on the VALIDATION split only
-    (``protocols.validation_scores``): what probe settings are chosen from. Writes no record, reads no
+    (``echojepa.probe.validation``): what probe settings are chosen from. Writes no record, reads no
     test split."""
     ensure_task_world(cfg)
     ctx = Context(

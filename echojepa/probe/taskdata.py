@@ -23,8 +23,10 @@ from echojepa.data.datasets import read_index
 from echojepa.data.degrade import load_degradation
 from echojepa.data.index import DatasetIndex, Record
 from echojepa.data.torchdata import VideoClipDataset
-from echojepa.probe.backbones import Backbone
-from echojepa.probe.features import CachedFeatures, FeatureCache, feature_key_parts, stream_features
+from echojepa.probe.backbone_base import Backbone
+from echojepa.probe.feature_cache import CachedFeatures, FeatureCache
+from echojepa.probe.feature_extraction import stream_features
+from echojepa.probe.feature_keys import feature_key_parts
 
 log = logging.getLogger(__name__)
 

@@ -9,23 +9,19 @@ import pytest
 import torch
 from torch import nn
 
+from echojepa.data.preprocess import Preprocess, preprocess_from_config
 from echojepa.models.checkpoint import CheckpointMismatchError, export_reference_checkpoint
 from echojepa.models.presets import build_encoder
+from echojepa.probe.backbone_base import Backbone, BackboneError, BackboneMismatchError
 from echojepa.probe.backbones import (
     BACKBONE_CONF_DIR,
     BACKBONE_KINDS,
-    PIXEL_STAT_FEATURES,
-    Backbone,
-    BackboneError,
-    BackboneMismatchError,
-    EchoPrimeBackbone,
-    PanEchoBackbone,
-    Preprocess,
     build_backbone,
     build_backbone_from_state,
     load_backbone_config,
-    preprocess_from_config,
 )
+from echojepa.probe.external_backbones import EchoPrimeBackbone, PanEchoBackbone
+from echojepa.probe.pixel_stats import PIXEL_STAT_FEATURES
 
 
 def assert_frozen(backbone: Backbone) -> None:

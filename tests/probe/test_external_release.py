@@ -10,7 +10,8 @@ import torch
 
 from echojepa.models.checkpoint import CheckpointMismatchError
 from echojepa.models.external import PanEchoVideoEncoder, panecho_frames, sinusoid_table
-from echojepa.probe.backbones import BackboneError, build_backbone, load_backbone_config
+from echojepa.probe.backbone_base import BackboneError
+from echojepa.probe.backbones import build_backbone, load_backbone_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -15,20 +15,12 @@ from echojepa.data.index import Record
 from echojepa.data.torchdata import VideoClipDataset
 from echojepa.data.transforms import build_transform
 from echojepa.io.video import write_video
-from echojepa.probe import features
-from echojepa.probe.backbones import Backbone, build_backbone, load_backbone_config
-from echojepa.probe.features import (
-    CacheEntryError,
-    FeatureCache,
-    FeatureStream,
-    aug_view_for_epoch,
-    code_modules,
-    dataset_identity,
-    estimate_bytes,
-    extract_features,
-    feature_key_parts,
-    stream_features,
-)
+from echojepa.probe import feature_keys
+from echojepa.probe.backbone_base import Backbone
+from echojepa.probe.backbones import build_backbone, load_backbone_config
+from echojepa.probe.feature_cache import CacheEntryError, FeatureCache, aug_view_for_epoch, estimate_bytes
+from echojepa.probe.feature_extraction import FeatureStream, extract_features, stream_features
+from echojepa.probe.feature_keys import code_modules, dataset_identity, feature_key_parts
 
 SIZE = 32
 ZERO, ONE = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
@@ -371,7 +363,7 @@ def test_a_damaged_entry_is_reported_by_path_and_rebuilt(damage, records, backbo
     spoil, reason = DAMAGE[damage]
     spoil(entry)
     calls = backbone.calls
-    with caplog.at_level(logging.WARNING, logger="echojepa.probe.features"):
+    with caplog.at_level(logging.WARNING, logger="echojepa.probe.feature_cache"):
         again = cached(cache, backbone, dataset, tmp_path)
     warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert str(entry) in warning and reason in warning and "rebuilding" in warning
@@ -396,8 +388,9 @@ def test_the_key_carries_the_source_of_the_code_that_makes_the_features(
     dataset = make_dataset(records)
     mods = code_modules(backbone, dataset, dataset.transform)
     for name in (
-        "probe.backbones",
-        "probe.features",
+        "probe.backbone_base",
+        "probe.feature_keys",
+        "probe.feature_extraction",
         "data.transforms",
         "data.torchdata",
         "data.clips",
@@ -407,8 +400,8 @@ def test_the_key_carries_the_source_of_the_code_that_makes_the_features(
     assert not any(m.startswith("echojepa.pretrain") or m.startswith("echojepa.report") for m in mods)
     parts = feature_key_parts(backbone, dataset, format="test", root=tmp_path, split="train")
     transforms = sys.modules["echojepa.data.transforms"].__file__
-    real = features._source_sha256
-    monkeypatch.setattr(features, "_source_sha256", lambda p: "edited" if p == transforms else real(p))
+    real = feature_keys._source_sha256
+    monkeypatch.setattr(feature_keys, "_source_sha256", lambda p: "edited" if p == transforms else real(p))
     edited = feature_key_parts(backbone, dataset, format="test", root=tmp_path, split="train")
     assert edited["code"] != parts["code"] and FeatureCache.key(**edited) != FeatureCache.key(**parts)
     assert {k: v for k, v in edited.items() if k != "code"} == {k: v for k, v in parts.items() if k != "code"}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from echojepa.probe.backbones import PIXEL_TOKEN_FEATURES, build_backbone, load_backbone_config
+from echojepa.probe.backbones import build_backbone, load_backbone_config
+from echojepa.probe.pixel_stats import PIXEL_TOKEN_FEATURES
 
 COL = {name: i for i, name in enumerate(PIXEL_TOKEN_FEATURES)}
 

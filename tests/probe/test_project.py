@@ -17,8 +17,8 @@ from echojepa.probe.checkpoint import load_probe, save_probe
 from echojepa.probe.heads import AttentiveProbe
 from echojepa.probe.position import grid_positions, spacetime_code
 from echojepa.probe.project import fit_projection, projection_for, sample_train_tokens
-from echojepa.probe.protocols import bank_config
 from echojepa.probe.task import ProbeTask
+from echojepa.probe.training import bank_config
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -11,14 +11,19 @@ from hydra import compose, initialize_config_dir
 
 from echojepa.config import to_plain
 from echojepa.paths import CONF_DIR
-from echojepa.probe import protocols
+from echojepa.probe import protocols, training
 from echojepa.probe.bank import HeadSpec, ProbeBank
 from echojepa.probe.checkpoint import ProbeCheckpointError, save_probe
 from echojepa.probe.errors import ProbeInputError
-from echojepa.probe.features import FeatureCache, aug_view_for_epoch
+from echojepa.probe.feature_cache import FeatureCache, aug_view_for_epoch
 from echojepa.probe.runner import run_probe
 from echojepa.probe.task import ProbeTask
 from echojepa.report.records import load_records
+
+
+def _refuse_training(monkeypatch, why: str) -> None:
+    """Fail the test if any protocol trains a probe bank."""
+    monkeypatch.setattr(training, "train_probe_bank", lambda *a, **k: pytest.fail(why))
 
 
 def _cfg(world: Path, tmp: Path, task: str, protocol: str, *extra: str, quick: bool = True) -> dict:
@@ -103,8 +108,8 @@ def test_sample_efficiency_chooses_the_head_on_validation_patients_in_the_same_p
     def patients_of(split):
         return {r.patient for r in split.records}
 
-    monkeypatch.setattr(protocols, "fit", spy_fit)
-    monkeypatch.setattr(protocols, "_evaluate", lambda *a, **k: None)
+    monkeypatch.setattr(protocols, "train_task_probe", spy_fit)
+    monkeypatch.setattr(protocols, "evaluate_probe", lambda *a, **k: None)
     cfg = _cfg(synth_small, store, "view", "sample_efficiency", "protocol.fractions=[0.1,1.0]")
     run_probe(cfg, progress=False)
     assert len(seen) == 4  # 3 seeds at 10 %, one at 100 %
@@ -140,7 +145,7 @@ def test_report_tables_from_these_records_have_the_seed_shapes(store):
 
 
 def test_second_run_hits_the_feature_cache(synth_small, store, caplog):
-    from echojepa.probe.features import FeatureCache
+    from echojepa.probe.feature_cache import FeatureCache
 
     cfg = _cfg(synth_small, store, "lvef", "standard")
     before = FeatureCache(cfg["cache_dir"]).size_bytes()
@@ -196,7 +201,7 @@ def test_a_probe_saved_for_another_task_is_refused_in_every_protocol(synth_small
 )
 def test_a_missing_saved_probe_is_refused_in_every_protocol(synth_small, store, task, protocol, monkeypatch):
     # issue 13: robustness, sample_efficiency and the multi-view path ignored probe_checkpoint
-    monkeypatch.setattr(protocols, "fit", lambda *a, **k: pytest.fail("trained instead of refusing"))
+    _refuse_training(monkeypatch, "trained instead of refusing")
     cfg = _cfg(synth_small, store, task, protocol, f"probe_checkpoint={store / 'absent.pt'}")
     with pytest.raises(ProbeInputError, match="absent.pt"):
         run_probe(cfg, progress=False)
@@ -228,7 +233,7 @@ def test_evaluating_a_saved_probe_keeps_the_training_records(synth_small, store,
         for p in (store / "store" / "records" / "lvef" / "standard").rglob("*internal-seed0-*")
         if "-eval-" not in p.name  # not an evaluation written by an earlier test
     }
-    monkeypatch.setattr(protocols, "fit", lambda *a, **k: pytest.fail("a saved probe is not retrained"))
+    _refuse_training(monkeypatch, "a saved probe is not retrained")
     written = run_probe(
         _cfg(synth_small, store, "lvef", "standard", f"probe_checkpoint={saved}"), progress=False
     )
@@ -249,7 +254,7 @@ def test_evaluating_a_saved_probe_keeps_the_training_records(synth_small, store,
 
 def test_robustness_and_pediatric_transfer_evaluate_a_saved_probe(synth_small, store, monkeypatch):
     saved = _saved_lvef_probe(synth_small, store)
-    monkeypatch.setattr(protocols, "fit", lambda *a, **k: pytest.fail("a saved probe is not retrained"))
+    _refuse_training(monkeypatch, "a saved probe is not retrained")
     rob = run_probe(
         _cfg(synth_small, store, "lvef", "robustness", f"probe_checkpoint={saved}"), progress=False
     )
@@ -273,7 +278,7 @@ def test_the_multi_view_path_evaluates_the_variant_a_saved_probe_was_trained_as(
     folder = store / "store" / "probes" / "rvsp" / "pixel_stats"
     if not (folder / "standard-multi_view-seed0.pt").is_file():
         run_probe(_cfg(synth_small, store, "rvsp", "standard"), progress=False)
-    monkeypatch.setattr(protocols, "fit", lambda *a, **k: pytest.fail("a saved probe is not retrained"))
+    _refuse_training(monkeypatch, "a saved probe is not retrained")
     cfg = _cfg(
         synth_small, store, "rvsp", "standard", f"probe_checkpoint={folder / 'standard-multi_view-seed0.pt'}"
     )
@@ -306,24 +311,24 @@ def test_all_clips_test_time_averages_every_window(synth_small, store):
 # ----- augmented training views (probe.aug_views) ----------
 def test_train_loaders_draw_one_augmented_view_per_epoch():
     views = [torch.utils.data.TensorDataset(torch.full((4, 1), float(v))) for v in range(3)]
-    for_epoch = protocols.train_loaders(views, batch_size=4, seed=5)
+    for_epoch = training.train_loaders(views, batch_size=4, seed=5)
     used = [views.index(for_epoch(e).dataset) for e in range(9)]
     assert used == [aug_view_for_epoch(e, 3, seed=5) for e in range(9)]
     assert all(sorted(used[i : i + 3]) == [0, 1, 2] for i in (0, 3, 6))  # each view once per round
-    single = protocols.train_loaders(views[:1], batch_size=4, seed=5)
+    single = training.train_loaders(views[:1], batch_size=4, seed=5)
     assert {id(single(e).dataset) for e in range(4)} == {id(views[0])}
 
 
 def test_aug_views_trains_each_epoch_on_a_cached_augmented_view(synth_small, tmp_path, monkeypatch):
     used: list[int | None] = []
-    real = protocols.loader
+    real = training.loader
 
     def spy(ds, batch_size, shuffle, seed, multiview=False):
         if shuffle:  # training loaders only
             used.append(ds.data.features.meta["key_parts"]["aug_view"])
         return real(ds, batch_size, shuffle, seed, multiview)
 
-    monkeypatch.setattr(protocols, "loader", spy)
+    monkeypatch.setattr(training, "loader", spy)
     cfg = _cfg(
         synth_small, tmp_path, "lvef", "standard", "probe.aug_views=2", "protocol.conditions=[internal]"
     )

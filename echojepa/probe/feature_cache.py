@@ -1,4 +1,5 @@
-"""Frozen features, extracted once and cached on disk.
+"""Frozen features, extracted once (``echojepa.probe.feature_extraction``) and cached on disk under a key
+of their parts (``echojepa.probe.feature_keys``).
 
 An entry holds the backbone tokens of every item (video) of one dataset split under one condition:
 
@@ -33,171 +34,39 @@ deterministic view (``aug_view=None``, eval transform, centre/all clips).
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
-import sys
 import time
-import types
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
-from torch.utils.data import DataLoader
 
-from echojepa.data.clips import sample_clip_indices
-from echojepa.data.index import Record
-from echojepa.data.torchdata import VideoClipDataset, collate_clips, worker_init
 from echojepa.io.atomic import atomic_write_text, fsync_dir
+from echojepa.probe.feature_extraction import FeatureStream, IndexRow
+from echojepa.probe.feature_keys import canonical_json, describe
 
 log = logging.getLogger(__name__)
 
+
 # 2: rows keyed in record order, code version in the key, sha256 checksums in meta.json
 FORMAT_VERSION = 2
+
+
 FEATURES_FILE, INDEX_FILE, META_FILE = "features.npy", "index.json", "meta.json"
+
+
 _TMP_PREFIX = ".tmp-"
+
+
 _HASH_CHUNK = 1 << 24  # bytes read per step when checksumming an entry
-POOLING = ("tokens", "mean")
-
-IndexRow = dict[str, Any]
-
-
-# ----- canonical descriptions (what goes into a key) ---------------------------------------------------
-def describe(obj: Any) -> Any:
-    """A JSON-able, deterministic description of a config-like object (dataclasses, transforms,
-    tensors, paths...): the object's type and its public state, recursively."""
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return describe(obj.item())
-    if isinstance(obj, Tensor | np.ndarray):
-        return describe(np.asarray(obj.detach().float().cpu() if isinstance(obj, Tensor) else obj).tolist())
-    if isinstance(obj, Mapping):
-        return {str(k): describe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [describe(v) for v in obj]
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {f.name: describe(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        return {"type": type(obj).__qualname__, **fields}
-    if hasattr(obj, "__dict__"):
-        state = {k: describe(v) for k, v in vars(obj).items() if not k.startswith("_")}
-        return {"type": type(obj).__qualname__, **state}
-    raise TypeError(f"cannot describe {type(obj).__name__} for a cache key")
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(describe(obj), sort_keys=True, separators=(",", ":"))
-
-
-def dataset_identity(records: Sequence[Record], format: str, root: str | os.PathLike[str]) -> dict[str, Any]:
-    """Format, root and every record's path, size and mtime, in record order: a re-encoded or replaced
-    video changes the identity, and so does a re-ordered file list (an entry's row i is record i)."""
-    files = []
-    for r in records:
-        st = Path(r.path).stat()
-        files.append([str(r.path), st.st_size, st.st_mtime_ns])
-    digest = hashlib.sha256(canonical_json(files).encode()).hexdigest()
-    return {"format": format, "root": str(root), "n_records": len(files), "files_sha256": digest}
-
-
-# ----- code version (the part of a key that configuration cannot see) -----------------------------------
-# A hash of the source, not a constant a maintainer bumps: a forgotten bump would silently serve features
-# of the old code, while a hash only costs a re-extraction after an edit (comments included) of a module
-# that feeds the features. Which modules: those defining the classes of the backbone (every submodule)
-# and of the dataset / transform / degradation, this module, and every echojepa module they import,
-# transitively (decoding, clip sampling, model code).
-_CODE_PACKAGE = "echojepa"
-
-
-def _ours(name: object) -> bool:
-    return isinstance(name, str) and (name == _CODE_PACKAGE or name.startswith(_CODE_PACKAGE + "."))
-
-
-def _imports(module: types.ModuleType) -> set[str]:
-    """The echojepa modules whose objects ``module`` holds at module level (what it imports)."""
-    out = set()
-    for value in list(vars(module).values()):
-        name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
-        if _ours(name) and name in sys.modules:
-            out.add(name)
-    return out
-
-
-@functools.cache
-def _closure(roots: frozenset[str]) -> tuple[str, ...]:
-    seen: set[str] = set()
-    todo = [r for r in roots if r in sys.modules]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(_imports(sys.modules[name]) - seen)
-    return tuple(sorted(seen))
-
-
-@functools.cache
-def _source_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def code_modules(*objects: Any) -> list[str]:
-    """The echojepa modules whose source shapes the features of ``objects`` (backbone, dataset, ...)."""
-    roots = {__name__}
-    for obj in objects:
-        parts = obj.modules() if isinstance(obj, torch.nn.Module) else [obj]
-        for part in parts:
-            roots.update(c.__module__ for c in type(part).__mro__ if _ours(c.__module__))
-    return list(_closure(frozenset(roots)))
-
-
-def code_version(*objects: Any) -> str:
-    """sha256 over the source of ``code_modules(*objects)`` (by module name, so a clone elsewhere shares
-    the cache)."""
-    sources = {}
-    for name in code_modules(*objects):
-        file = getattr(sys.modules[name], "__file__", None)
-        sources[name] = _source_sha256(file) if file else None
-    return hashlib.sha256(canonical_json(sources).encode()).hexdigest()
-
-
-def feature_key_parts(
-    backbone: Any,
-    dataset: VideoClipDataset,
-    *,
-    format: str,
-    root: str | os.PathLike[str],
-    split: str,
-    aug_view: int | None = None,
-    pool: str = "tokens",
-    degradation_name: str | None = None,
-) -> dict[str, Any]:
-    """Every key part of the features ``stream_features(backbone, dataset, aug_view=..., pool=...)``
-    would produce: backbone identity, code version, dataset identity, clip spec, clip mode, transform,
-    degradation (name, parameters, seed), split, aug view and pooling."""
-    return {
-        "backbone": backbone.identity(),
-        "code": code_version(backbone, dataset, dataset.transform, dataset.degradation),
-        "dataset": dataset_identity(dataset.records, format, root),
-        "clip": dataset.spec,
-        "mode": dataset.mode,
-        "transform": dataset.transform,
-        "degradation": {"name": degradation_name, "params": dataset.degradation, "seed": dataset.seed},
-        "split": split,
-        "aug_view": aug_view,
-        "pool": pool,
-    }
 
 
 def aug_view_for_epoch(epoch: int, aug_views: int, seed: int = 0) -> int:
@@ -215,144 +84,6 @@ def estimate_bytes(n_items: int, clips: int, tokens: int, dim: int) -> int:
     return int(n_items) * int(clips) * int(tokens) * int(dim) * 2
 
 
-# ----- extraction ---------------------------------------------------------------------------------------
-@dataclass
-class FeatureStream:
-    """Features produced batch by batch, so an entry never has to fit in memory: ``chunks`` yields
-    (features [b, S_b <= max_clips, N, D], rows) in item order; the writer pads S to ``max_clips``."""
-
-    n_items: int
-    max_clips: int
-    chunks: Iterable[tuple[np.ndarray, list[IndexRow]]]
-
-
-def max_clips(dataset: VideoClipDataset) -> int:
-    """Most clips any item yields: the segment count, or in mode "all" the longest video's window count
-    (index arithmetic on probed frame counts, nothing is decoded)."""
-    if dataset.mode != "all":
-        return dataset.spec.segments
-    most = 1
-    for i in range(len(dataset)):
-        frames, fps = dataset.frame_info(i)
-        most = max(most, len(sample_clip_indices(frames, fps, dataset.spec, None, "all")))
-    return most
-
-
-def _row(dataset: VideoClipDataset, index: int, num_clips: int) -> IndexRow:
-    r = dataset.records[index]
-    return {
-        "record": index,
-        "path": str(r.path),
-        "patient": r.patient,
-        "study": r.study,
-        "view": r.view,
-        "labels": dict(r.labels),
-        "num_clips": int(num_clips),
-    }
-
-
-def _to_float16(x: Tensor, what: str) -> np.ndarray:
-    with np.errstate(over="ignore"):  # overflow is detected (and refused) just below
-        out = x.detach().float().cpu().numpy().astype(np.float16)
-    if not np.isfinite(out).all():
-        raise ValueError(f"{what}: features are not finite in float16 (overflow or NaN from the backbone)")
-    return out
-
-
-def stream_features(
-    backbone: torch.nn.Module,
-    dataset: VideoClipDataset,
-    batch_size: int,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    aug_view: int | None = None,
-    pool: str = "tokens",
-    num_workers: int = 0,
-    autocast_dtype: torch.dtype | None = None,
-) -> FeatureStream:
-    """Run ``backbone`` over every item of ``dataset`` (in order), ``batch_size`` items per step.
-
-    ``aug_view`` selects the dataset epoch whose randomness is used (None: the dataset's own epoch).
-    ``pool="mean"`` keeps one mean-pooled token per clip instead of all tokens.
-    """
-    if pool not in POOLING:
-        raise ValueError(f"pool must be one of {POOLING}, got {pool!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    epoch = dataset.epoch if aug_view is None else int(aug_view)
-    n, s_max = len(dataset), max_clips(dataset)
-    name = getattr(backbone, "name", type(backbone).__name__)
-
-    def chunks() -> Iterator[tuple[np.ndarray, list[IndexRow]]]:
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=[(i, epoch) for i in range(n)],
-            collate_fn=collate_clips,
-            num_workers=num_workers,
-            worker_init_fn=worker_init if num_workers else None,
-        )
-        backbone.to(device).eval()
-        bar = _progress(progress)
-        with bar:
-            task = bar.add_task(f"features {name}", total=n)
-            for batch in loader:
-                video, present = batch["video"], batch["clip_mask"]  # [B, S, C, T, H, W], [B, S]
-                clips = video[present].to(device, non_blocking=True)  # [sum S_b, C, T, H, W]
-                with (
-                    torch.no_grad(),
-                    torch.autocast(
-                        torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None
-                    ),
-                ):
-                    tokens = backbone(clips)  # [sum S_b, N, D]
-                if pool == "mean":
-                    tokens = tokens.mean(dim=1, keepdim=True)  # [sum S_b, 1, D]
-                out = tokens.new_zeros((*present.shape, *tokens.shape[1:]), dtype=torch.float32)
-                out[present.to(tokens.device)] = tokens.float()  # [B, S, N, D]
-                rows = [_row(dataset, int(i), int(c)) for i, c in zip(batch["index"], batch["num_clips"])]
-                yield _to_float16(out, f"backbone {name}, items {rows[0]['path']}..."), rows
-                bar.advance(task, len(rows))
-
-    return FeatureStream(n_items=n, max_clips=s_max, chunks=chunks())
-
-
-def extract_features(
-    backbone: torch.nn.Module,
-    dataset: VideoClipDataset,
-    batch_size: int,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    **kwargs: Any,
-) -> tuple[np.ndarray, list[IndexRow]]:
-    """All features in memory: float16 [n_items, S, N, D] and one index row per item (see
-    ``stream_features`` for the options). For big runs pass a stream to ``FeatureCache.get_or_compute``."""
-    stream = stream_features(backbone, dataset, batch_size, device, progress, **kwargs)
-    feats: list[np.ndarray] = []
-    rows: list[IndexRow] = []
-    for chunk, chunk_rows in stream.chunks:
-        pad = stream.max_clips - chunk.shape[1]
-        feats.append(np.pad(chunk, [(0, 0), (0, pad), (0, 0), (0, 0)]) if pad else chunk)
-        rows.extend(chunk_rows)
-    if not feats:
-        raise ValueError("extract_features: the dataset is empty")
-    return np.concatenate(feats), rows
-
-
-def _progress(enabled: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
-
-
-# ----- the cache ------------------------------------------------------------------------------------------
 @dataclass
 class CachedFeatures:
     """One cache entry: ``features`` is a read-only float16 memmap [n_items, S, N, D]."""
