@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from echojepa.io.dicom import UltrasoundRegion, dicom_info, is_dicom, read_dicom, write_dicom
+from echojepa.io.dicom import UltrasoundRegion, dicom_info, is_dicom, read_dicom
+from echojepa.io.dicom_writer import write_dicom
 from echojepa.io.sector import estimate_sector_mask, sample_indices
 from echojepa.io.types import DecodedVideo, NotACineError, Region, VideoInfo, VideoReadError
 from echojepa.io.video import CONTAINER_SUFFIXES, container_info, read_container, write_video

@@ -106,7 +106,7 @@ def test_inspect_preview_writes_a_png(tmp_path: Path, capsys) -> None:
 
 
 def test_inspect_dicom_never_shows_patient_identifiers(tmp_path: Path, capsys) -> None:
-    from echojepa.io.dicom import write_dicom
+    from echojepa.io.dicom_writer import write_dicom
 
     path = tmp_path / "study.dcm"
     write_dicom(path, _frames(4, 32), 30.0, identifiers=IDENTIFIERS)

@@ -102,7 +102,7 @@ def dynamic_filelist(dynamic_root: Path) -> Callable[[list[list]], Path]:
 
 
 def write_dicom_file(path: Path, kind: str = "cine", frames: int = 3, size: int = 16, **kwargs) -> Path:
-    from echojepa.io.dicom import write_dicom
+    from echojepa.io.dicom_writer import write_dicom
 
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 1 if kind == "still" else frames

@@ -12,7 +12,7 @@ from echojepa.data.tracings import ef_from_tracings, read_volume_tracings
 from echojepa.io.video import container_info
 from echojepa.synth import generate, load_config
 from echojepa.synth.anatomy import VIEWS
-from echojepa.synth.writers import PHI_CANARY
+from echojepa.synth.mimic_writer import PHI_CANARY
 
 # a cut-down tiny world that still exercises every writer, for the byte-level determinism tests
 SMALL = {
