@@ -8,6 +8,9 @@ error (or, with `on_error="skip"`, all of that patient's clips are skipped and c
 Bad rows raise `DatasetError` (a ValueError naming the file and the reason) by default; with
 `on_error="skip"` they are left out, logged and counted in `DatasetIndex.skipped`. No row is ever
 replaced by another one.
+
+The module is long because the four readers share one set of row parsers, label range checks and
+per-patient split rules, which must stay together for every layout to treat bad rows alike.
 """
 
 from __future__ import annotations

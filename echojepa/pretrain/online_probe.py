@@ -21,6 +21,9 @@ The callback never changes training: it runs under no_grad in eval mode (the pre
 of every submodule is restored), and the torch, numpy and Python RNG states are saved and restored
 around it, so a run with and without it trains bit for bit the same. Under DDP/FSDP every rank encodes
 its share of the clips (FSDP needs every rank in each forward) and the features are gathered.
+
+The module is long because the callback's one concern (an evaluation that leaves training untouched)
+spans its config, the RNG and train-flag guards, the sharded encoding and the references.
 """
 
 from __future__ import annotations

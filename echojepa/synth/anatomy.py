@@ -11,6 +11,9 @@ valves, D-shaped short-axis LV) relative to the LV, whose size follows the LV vo
 - Raised RV pressure dilates the RV and flattens the septum (a D-shaped LV in PSAX).
 
 Every function works on flattened sample coordinates `x, y` ([P]) for all frames at once ([T, P]).
+
+The module is long because the painted views and the tracings (contours, disk chords) read one shared
+layout of frames, radii and septal flattening: kept together, the tracings measure exactly what is painted.
 """
 
 from __future__ import annotations
