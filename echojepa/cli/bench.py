@@ -29,6 +29,14 @@ def preset_module(model: str, objective: str, **model_overrides):
     return build_module(to_plain(cfg))
 
 
+def _probe_preset(name: str) -> dict:
+    """conf/probe/<name>.yaml over the probes it builds on, as echojepa-probe composes it."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_plain(compose("evaluate", overrides=[f"probe={name}"]).probe)
+
+
 def _sweep_cfg(world: str) -> dict:
     from hydra import compose, initialize_config_dir
 
@@ -164,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     from echojepa.probe.bench import heads_per_backbone_pass
 
     small = preset_module("cpu_small", "jepa").encoder
-    cpu_width = int(OmegaConf.load(CONF_DIR / "probe" / "attentive_cpu.yaml").width)  # as the demo probes
+    cpu_width = int(_probe_preset("attentive_cpu")["width"])  # as the demo probes
     for depth in (1, 2, 4):
         results[f"probe_12_heads_per_pass_cpu_small_16x112_depth{depth}"] = heads_per_backbone_pass(
             small, 16, 112, batch_size=8, num_heads=12, depth=depth, width=cpu_width
@@ -177,11 +185,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # the reference LVEF protocol (16 frames x 112 px, 2 segments = 2 x 392 tokens) with the reference
     # probe's attention heads: what FLOPs allow, counting the folded cross-attention the heads run
-    ref = OmegaConf.load(CONF_DIR / "probe" / "attentive.yaml")
+    ref = _probe_preset("attentive")
     for model in ("vitl", "vitg"):
         for depth in (1, 2, 4):
             results[f"probe_12_heads_flops_{model}_lvef_protocol_depth{depth}"] = heads_flops_ratio(
-                model, 392, segments=2, depth=depth, attn_heads=int(ref.head.num_heads), width=int(ref.width)
+                model,
+                392,
+                segments=2,
+                depth=depth,
+                attn_heads=int(ref["head"]["num_heads"]),
+                width=int(ref["width"]),
             )
     if args.sweep_world:
         from echojepa.probe.bench import sweep_cached_vs_recomputed

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from echojepa.probe.backbones import build_backbone
+from echojepa.probe.config import check_evaluate_keys
 from echojepa.probe.context import Context
+from echojepa.probe.errors import ProbeInputError
 from echojepa.probe.feature_cache import FeatureCache
 from echojepa.probe.protocols import PROTOCOLS
 from echojepa.probe.validation import validation_scores
@@ -46,8 +48,17 @@ def backbone_kind(cfg: dict[str, Any]) -> str:
     return {"random": "random", "pixel_stats": "pixel_stats"}.get(b["kind"], b["kind"])
 
 
+def check_keys(cfg: dict[str, Any]) -> None:
+    """Refuse a key no reader reads (a typo such as `probe.epoch`), one line, before anything is built."""
+    unknown = check_evaluate_keys(cfg)
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise ProbeInputError(f"{unknown[0]}: no such config key (not read by the probe run){more}")
+
+
 def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:
     """Run cfg["protocol"]["name"] for cfg["task"] on cfg["backbone"]; returns the records written."""
+    check_keys(cfg)
     name = cfg["protocol"]["name"]
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}")
@@ -74,6 +85,7 @@ def validate_probe(cfg: dict[str, Any], progress: bool = False) -> list[dict[str
     """Train cfg["probe"] for cfg["task"] on cfg["backbone"] and score it on the VALIDATION split only
     (``echojepa.probe.validation``): what probe settings are chosen from. Writes no record, reads no
     test split."""
+    check_keys(cfg)
     ensure_task_world(cfg)
     ctx = Context(
         cfg=cfg,

@@ -57,15 +57,21 @@ def bank_config(
     depth = (probe.get("task_depth") or {}).get(task["name"])
     if depth is not None and (kind or probe["kind"]) in ATTENTIVE_KINDS:
         head["depth"] = int(depth)  # the depth chosen on validation for this task (conf/probe/)
-    if kind in ("multiview", "late_fusion"):
-        mv = task["multiview"]
-        head.pop("num_queries", None) if kind == "late_fusion" else None
+    multiview = kind or probe["kind"]
+    if multiview in ("multiview", "late_fusion"):
+        # the views, clips per view and view dropout are the task's (conf/task: multiview), never the probe's
+        mv = task.get("multiview")
+        if not mv:
+            raise ValueError(
+                f"probe kind {multiview!r} needs a multi-view task; task {task['name']!r} has none"
+            )
+        head.pop("num_queries", None) if multiview == "late_fusion" else None
         head.update(
-            num_views=len(views),
+            num_views=len(views or mv["views"]),
             clips_per_view=int(mv["clips"]),
-            view_dropout=float(mv.get("view_dropout", 0.10)),
+            view_dropout=float(mv["view_dropout"]),
         )
-        cfg.update(kind=kind)
+        cfg.update(kind=multiview)
     cfg.update(head=head)
     return cfg
 

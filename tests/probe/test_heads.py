@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from echojepa.config import to_plain
 from echojepa.paths import CONF_DIR
 from echojepa.probe.bank import HeadSpec, ProbeBank, build_probe_bank, grid_specs
 from echojepa.probe.bench import benchmark_heads
@@ -17,6 +19,7 @@ from echojepa.probe.checkpoint import ProbeCheckpointError, check_probe_fits, lo
 from echojepa.probe.fit import ProbeSchedule, predict_bank, probe_schedule, select_best_head, train_probe_bank
 from echojepa.probe.heads import AttentiveProbe, LinearProbe, MLPProbe
 from echojepa.probe.task import ProbeTask
+from echojepa.probe.training import bank_config
 
 D = 16
 ATT = {"embed_dim": D, "out_dim": 1, "depth": 2, "num_heads": 4}
@@ -417,19 +420,26 @@ def test_untrained_banks_are_neither_saved_nor_used_for_prediction(tmp_path):
 # ------------------------------------------------------------------------------------ config, bench
 
 
+def _probe_preset(name: str, *overrides: str) -> dict:
+    """conf/probe/<name>.yaml over the probes it builds on, as echojepa-probe composes it."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_plain(compose("evaluate", overrides=[f"probe={name}", *overrides]).probe)
+
+
 def test_probe_configs_build_banks_with_their_grid():
-    cfg = OmegaConf.load(CONF_DIR / "probe" / "attentive.yaml")
-    cfg.grid_preset = "vjepa2"
-    cfg.head.num_heads = 4
-    bank = build_probe_bank(OmegaConf.to_container(cfg, resolve=True), embed_dim=D, out_dim=1)
+    cfg = _probe_preset("attentive", "probe.grid_preset=vjepa2", "probe.head.num_heads=4")
+    bank = build_probe_bank(cfg, embed_dim=D, out_dim=1)
     assert len(bank) == 20
     assert {(s.lr, s.wd) for s in bank.specs} == {
         (lr, wd) for lr in (5e-3, 3e-3, 1e-3, 3e-4, 1e-4) for wd in (0.01, 0.1, 0.4, 0.8)
     }
-    assert probe_schedule(OmegaConf.to_container(cfg, resolve=True)).betas == (0.9, 0.999)
+    assert probe_schedule(cfg).betas == (0.9, 0.999)
+    rvsp = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "task" / "rvsp.yaml"), resolve=False)
     for name in ("linear", "mlp", "multiview", "late_fusion"):
-        c = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "probe" / f"{name}.yaml"), resolve=True)
+        c = _probe_preset(name)
         c["head"] = {**c["head"], **({"num_heads": 4} if "num_heads" in c["head"] else {})}
+        if name in ("multiview", "late_fusion"):  # views, clips and view dropout come from the task
+            c = bank_config(c, rvsp, name, list(rvsp["multiview"]["views"]))
         assert len(build_probe_bank(c, embed_dim=D, out_dim=1)) == len(c["grid"]["lr"]) * len(c["grid"]["wd"])
 
 

@@ -8,8 +8,10 @@ import functools
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from echojepa.config import to_plain
 from echojepa.paths import CONF_DIR
 from echojepa.probe.backbones import build_backbone, load_backbone_config
 from echojepa.probe.bank import HeadSpec, ProbeBank, build_probe_bank
@@ -93,11 +95,9 @@ def _backbone_shapes() -> dict[str, tuple[int, list[int] | None]]:
 
 
 def _probe_cfg(name: str) -> dict:
-    cfg = OmegaConf.load(CONF_DIR / "probe" / f"{name}.yaml")
-    if "defaults" in cfg:  # attentive_cpu: its base first, then its own values
-        base = OmegaConf.load(CONF_DIR / "probe" / "attentive.yaml")
-        cfg = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "defaults"})
-    return OmegaConf.to_container(cfg, resolve=True)
+    """conf/probe/<name>.yaml over the probes it builds on, as echojepa-probe composes it."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_plain(compose("evaluate", overrides=[f"probe={name}"]).probe)
 
 
 def _task_cfg(name: str) -> dict:
