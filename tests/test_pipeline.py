@@ -137,8 +137,12 @@ def test_a_world_without_its_manifest_is_written_again(tmp_path, monkeypatch):
     s.synth()
     assert calls == [s.world]
     w = s.cfg["world"]
-    current = {"generator": GENERATOR_VERSION, "variation": load_config(w["preset"]).variation,
-               "preset": load_config(w["preset"]).name, "seed": int(w["seed"])}
+    current = {
+        "generator": GENERATOR_VERSION,
+        "variation": load_config(w["preset"]).variation,
+        "preset": load_config(w["preset"]).name,
+        "seed": int(w["seed"]),
+    }
     (s.world / "manifest.json").write_text(json.dumps(current))
     s.synth()
     assert calls == [s.world]  # complete and current: skipped

@@ -1,11 +1,12 @@
-"""On the `small` synthetic world every task's probe beats its trivial baseline.
+"""On the `small` synthetic world every task's probe beats its trivial baseline by a stated margin.
 
 Pixel statistics through the shared probe (attentive_cpu with its own training length), world seed 0.
-Only the claim itself is asserted (better than the train mean / majority class, AUROC above chance):
-the earlier margins were set just under measured test values on the old world and probe, and are
-withdrawn until they are re-derived on world seeds the test does not use (issue 9). The multi-view RVSP
-test is removed for the same reason: its margin rested on old test values, and on the realistic world
-its result has not been measured yet.
+The margins rest on world seeds this test does not use (`scripts/trivial_margins.py --seeds 1 2 3`,
+results/beats_trivial/margins.json, measured 2026-12-01): the probe's LVEF MAE was 18.7-31.2 % below the
+train mean and its view accuracy 2.57-3.21x the majority class. The asserted margins are round numbers
+under those minima that also hold on seed 0, the world the rest of the suite shares, whose own LVEF
+margin (about 5 %) is the smallest seen. The multi-view RVSP test stays removed: its old margin rested
+on test values, and it has not been re-derived on untuned seeds.
 """
 
 import json
@@ -27,10 +28,10 @@ def _metric(paths: list[Path], backbone: str, condition: str, name: str) -> floa
 def test_lvef_probe_beats_the_train_mean(synth_small, tmp_path):
     written = run_probe(_cfg(synth_small, tmp_path, "lvef", "standard", quick=False), progress=False)
     probe, trivial = (_metric(written, b, "internal", "mae") for b in ("pixel_stats", "trivial"))
-    assert probe < trivial, (probe, trivial)
+    assert probe < 0.98 * trivial, (probe, trivial)  # at least 2 % below the train mean
 
 
 def test_view_probe_beats_the_majority_class(synth_small, tmp_path):
     written = run_probe(_cfg(synth_small, tmp_path, "view", "standard", quick=False), progress=False)
     probe, trivial = (_metric(written, b, "internal", "accuracy") for b in ("pixel_stats", "trivial"))
-    assert probe > trivial, (probe, trivial)
+    assert probe > 2.0 * trivial, (probe, trivial)  # at least twice the majority class
