@@ -99,6 +99,19 @@ class Dispatch:
     fn: Callable[[Mapping[str, Any]], Any]
 
 
+def by_field(group: str, field: str, classes: Mapping[str, type]) -> Callable[[Any], type]:
+    """The picker of a group whose ``field`` names its dataclass (``kind: tube`` -> TubeMask); an
+    unknown or missing name is refused with the valid ones."""
+
+    def pick(raw: Any) -> type:
+        name = raw.get(field) if isinstance(raw, Mapping) else None
+        if name not in classes:
+            raise ConfigKeyError(f"{group}: unknown {field} {name!r}; valid: {', '.join(sorted(classes))}")
+        return classes[name]
+
+    return pick
+
+
 def _is_class(schema: Any) -> bool:
     return isinstance(schema, type) and dataclasses.is_dataclass(schema)
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from echojepa.confkeys import ConfigKeyError, Dispatch, parse, register
+from echojepa.confkeys import Dispatch, by_field, parse, register
 
 # A sample whose context comes out empty is redrawn; past this many tries the config cannot work.
 MAX_REDRAWS = 100
@@ -193,13 +193,7 @@ class TubeMask:
 MASK_KINDS: dict[str, type] = {"multiblock": MultiBlockMask, "tube": TubeMask}
 
 
-def _mask_class(raw: Any) -> type:
-    kind = raw.get("kind") if isinstance(raw, Mapping) else None
-    if kind not in MASK_KINDS:
-        raise ConfigKeyError(f"mask: unknown mask kind {kind!r}; expected 'multiblock' or 'tube'")
-    return MASK_KINDS[kind]
-
-
+_mask_class = by_field("mask", "kind", MASK_KINDS)
 MASK_KEYS = Dispatch(_mask_class)
 register("mask", MASK_KEYS, f"{__name__}.parse_mask")
 

@@ -156,7 +156,7 @@ def test_generators_build_from_conf_files():
     assert [MaskGroupConfig(**g) for g in groups] == multi.groups  # entries are exactly the fields
     tube = build_mask_generator(OmegaConf.load(CONF_DIR / "mask" / "tube.yaml"), GRID, seed=0)
     assert isinstance(tube, TubeMaskGenerator) and tube.ratio == 0.9
-    with pytest.raises(ValueError, match="unknown mask kind"):
+    with pytest.raises(ValueError, match="mask: unknown kind"):
         build_mask_generator({"kind": "random"}, GRID)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from echojepa.confkeys import FREE, Dispatch, Kwargs, keys, parse, reads, register
+from echojepa.confkeys import FREE, Dispatch, Kwargs, by_field, keys, parse, reads, register
 from echojepa.masks import MultiBlockMask, TubeMask, parse_mask
 from echojepa.models.predictor import Predictor
 from echojepa.models.vit import VisionTransformer
@@ -89,13 +89,7 @@ class MaeObjective:
 OBJECTIVE_CLASSES: dict[str, type] = {"jepa": JepaObjective, "mae": MaeObjective}
 
 
-def _objective_class(raw: Any) -> type:
-    name = raw.get("name") if isinstance(raw, dict) else None
-    if name not in OBJECTIVE_CLASSES:
-        raise ValueError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
-    return OBJECTIVE_CLASSES[name]
-
-
+_objective_class = by_field("objective", "name", OBJECTIVE_CLASSES)
 OBJECTIVE_KEYS = Dispatch(_objective_class)
 register("objective", OBJECTIVE_KEYS, f"{__name__}.parse_objective")
 
