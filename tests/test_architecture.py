@@ -247,3 +247,32 @@ def test_a_module_over_500_lines_says_in_its_docstring_why_it_is_long():
         f"modules over {MAX_LINES} lines without '{LONG_MARKER}' in their docstring (split them, or say "
         "why one concern needs the length):\n" + "\n".join(too_long)
     )
+
+
+# Entry points every command module defines by convention; they are reached through their module path.
+ENTRY_POINT_NAMES = {"main", "app"}
+
+
+def _public_definitions(modules: dict[str, Module]) -> dict[str, list[str]]:
+    """Top-level public function and class name -> the modules that define it."""
+    where: dict[str, list[str]] = {}
+    for module in modules.values():
+        for node in module.tree.body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and not _is_private(node.name):
+                where.setdefault(node.name, []).append(module.name)
+    return where
+
+
+def test_each_public_name_has_one_meaning_package_wide():
+    twice = {
+        name: mods
+        for name, mods in _public_definitions(MODULES).items()
+        if len(mods) > 1 and name not in ENTRY_POINT_NAMES
+    }
+    assert not twice, f"public names defined in more than one module: {twice}"
+
+
+def test_the_name_check_sees_a_class_defined_in_two_modules():
+    tree = ast.parse("class Study:\n    pass\n")
+    planted = {n: Module(n, Path(f"{n}.py"), tree) for n in ("echojepa.a", "echojepa.b")}
+    assert _public_definitions(planted)["Study"] == ["echojepa.a", "echojepa.b"]

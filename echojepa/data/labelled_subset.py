@@ -138,7 +138,7 @@ def select(
     return out
 
 
-def targets(records: Sequence[Record], label: str, classes: Sequence[str] | None) -> Tensor:
+def label_tensor(records: Sequence[Record], label: str, classes: Sequence[str] | None) -> Tensor:
     """Class indices into `classes` (long) or real-valued targets (float32)."""
     values = [record_label(r, label) for r in records]
     if classes is not None:
@@ -187,7 +187,7 @@ def read_labelled_subset(
     return {
         split: LabelledClips(
             video=load_clips(records, spec, size, num_workers),
-            target=targets(records, label, classes),
+            target=label_tensor(records, label, classes),
             paths=[str(r.path) for r in records],
         )
         for split, records in picked.items()

@@ -455,7 +455,7 @@ def build_online_probe(cfg: Mapping[str, Any], run_dir: str | Path) -> OnlinePro
     from echojepa.data.clips import ClipSpec
     from echojepa.data.datamodules import IMAGENET_MEAN, IMAGENET_STD
     from echojepa.data.datasets import DatasetError
-    from echojepa.data.labelled_subset import load_clips, record_label, select, targets
+    from echojepa.data.labelled_subset import label_tensor, load_clips, record_label, select
 
     data = cfg["data"]
     clip = data["clip"]
@@ -492,7 +492,7 @@ def build_online_probe(cfg: Mapping[str, Any], run_dir: str | Path) -> OnlinePro
             clips = {
                 split: LabelledClips(
                     video=load_clips(records, spec, size, pcfg.num_workers),
-                    target=targets(records, task.label, task.classes),
+                    target=label_tensor(records, task.label, task.classes),
                     paths=[str(r.path) for r in records],
                 )
                 for split, records in splits.items()

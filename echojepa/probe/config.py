@@ -183,7 +183,7 @@ class _BackboneCommon:
 
 
 @dataclass(frozen=True)
-class VitBackbone(_BackboneCommon):
+class VitBackboneConfig(_BackboneCommon):
     """kind checkpoint / vjepa2 (a pretrained ViT's weights) or random (a seeded random-init ViT)."""
 
     checkpoint: str | None = None
@@ -194,14 +194,14 @@ class VitBackbone(_BackboneCommon):
 
 
 @dataclass(frozen=True)
-class PixelStatsBackbone(_BackboneCommon):
+class PixelStatsBackboneConfig(_BackboneCommon):
     grid: int = 8
     tubelet: int = 2
     layout: str = "cells"
 
 
 @dataclass(frozen=True)
-class EchoPrimeBackbone(_BackboneCommon):
+class EchoPrimeBackboneConfig(_BackboneCommon):
     weights: str | None = None
     allow_random: bool = False
     embed_dim: int = 512
@@ -210,7 +210,7 @@ class EchoPrimeBackbone(_BackboneCommon):
 
 
 @dataclass(frozen=True)
-class PanEchoBackbone(_BackboneCommon):
+class PanEchoBackboneConfig(_BackboneCommon):
     weights: str | None = None
     allow_random: bool = False
     num_layers: int = 4
@@ -222,12 +222,12 @@ class PanEchoBackbone(_BackboneCommon):
 
 
 BACKBONE_SCHEMAS: dict[str, type] = {
-    "checkpoint": VitBackbone,
-    "vjepa2": VitBackbone,
-    "random": VitBackbone,
-    "pixel_stats": PixelStatsBackbone,
-    "echoprime": EchoPrimeBackbone,
-    "panecho": PanEchoBackbone,
+    "checkpoint": VitBackboneConfig,
+    "vjepa2": VitBackboneConfig,
+    "random": VitBackboneConfig,
+    "pixel_stats": PixelStatsBackboneConfig,
+    "echoprime": EchoPrimeBackboneConfig,
+    "panecho": PanEchoBackboneConfig,
 }
 
 

@@ -12,7 +12,7 @@ from echojepa.probe.checkpoint import check_probe_fits
 from echojepa.probe.context import Context
 from echojepa.probe.evaluation import dataset_id, record, saved_probe, trivial
 from echojepa.probe.fit import predict_bank
-from echojepa.probe.taskdata import MultiViewInputs, SplitData, Study, loader, studies
+from echojepa.probe.taskdata import ExamViews, MultiViewInputs, SplitData, loader, studies
 from echojepa.probe.training import train_split_views, train_task_probe
 
 
@@ -25,7 +25,7 @@ def multiview_variants(mv: Mapping[str, Any]) -> dict[str, tuple[str, list[str]]
     }
 
 
-def variant_rows(ctx: Context, split: SplitData, views: list[str]) -> list[Study]:
+def variant_rows(ctx: Context, split: SplitData, views: list[str]) -> list[ExamViews]:
     """The studies of ``split`` with at least one of ``views``, their slots cut to those views."""
     every = list(ctx.task["multiview"]["views"])
     rows = [

@@ -28,7 +28,7 @@ from torch import Tensor
 POSITION_KINDS = ("sincos", "none")
 
 
-def grid_positions(grid: Sequence[int], segments: int) -> Tensor:
+def cell_positions(grid: Sequence[int], segments: int) -> Tensor:
     """[segments * T' * H' * W', 3] (time, row, column) in clip units, tokens in row-major grid order."""
     t, h, w = (int(g) for g in grid)
     if min(t, h, w) < 1 or segments < 1:
@@ -45,7 +45,7 @@ def _code(grid: tuple[int, int, int], segments: int, width: int, periods: tuple[
     longest, shortest = periods
     if not longest > shortest > 0:
         raise ValueError(f"position periods must be longest > shortest > 0, got {periods}")
-    pos = grid_positions(grid, segments)  # [L, 3]
+    pos = cell_positions(grid, segments)  # [L, 3]
     per_axis = width // 6
     out = torch.zeros(pos.shape[0], width, dtype=torch.float64)
     if per_axis == 0:

@@ -216,7 +216,7 @@ def collate_single(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
 # ----- multi-view probe inputs ----------------------------------------------------------------------------
 @dataclass
-class Study:
+class ExamViews:
     study: str
     patient: str
     target: float
@@ -225,13 +225,13 @@ class Study:
     ]  # per view: (item index in the split's cache, number of clips) or None
 
 
-def studies(data: SplitData, views: Sequence[str], label: str) -> list[Study]:
+def studies(data: SplitData, views: Sequence[str], label: str) -> list[ExamViews]:
     """Group a split's records into studies with one slot per listed view (first file of that view)."""
-    by_study: dict[str, Study] = {}
+    by_study: dict[str, ExamViews] = {}
     for i, r in enumerate(data.records):
         s = by_study.get(r.study)
         if s is None:
-            s = by_study[r.study] = Study(r.study, r.patient, float(r.labels[label]), [None] * len(views))
+            s = by_study[r.study] = ExamViews(r.study, r.patient, float(r.labels[label]), [None] * len(views))
         v = views.index(r.view)
         if s.slots[v] is None:
             s.slots[v] = (i, int(data.num_clips[i]))
@@ -239,9 +239,9 @@ def studies(data: SplitData, views: Sequence[str], label: str) -> list[Study]:
 
 
 class MultiViewInputs(Dataset):
-    """Study -> tokens [V*C, N, D] (C contiguous clips per view from frame 0) and slot presence [V*C]."""
+    """ExamViews -> tokens [V*C, N, D] (C contiguous clips per view from frame 0) and slot presence [V*C]."""
 
-    def __init__(self, data: SplitData, rows: list[Study], clips: int) -> None:
+    def __init__(self, data: SplitData, rows: list[ExamViews], clips: int) -> None:
         self.data, self.rows, self.clips = data, rows, clips
 
     def __len__(self) -> int:

@@ -54,13 +54,13 @@ __all__ = [
     "build_tables",
     "complete",
     "comparison_pairs",
-    "controlled_comparison",
+    "controlled_comparison_table",
     "load_records",
-    "lvef_estimation",
-    "multiview_rvsp",
-    "pediatric_transfer",
-    "robustness",
-    "sample_efficiency",
+    "lvef_estimation_table",
+    "multiview_rvsp_table",
+    "pediatric_transfer_table",
+    "robustness_table",
+    "sample_efficiency_table",
 ]
 
 # Cell formats (rendering lives in render.py; the names say what the stored number means).
@@ -228,7 +228,7 @@ def _grid_table(
     return table
 
 
-def controlled_comparison(rs: ResultSet, pairing: Pairing | None = None) -> Table:
+def controlled_comparison_table(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """Backbones x (Objective, LVEF MAE, View Acc) plus EchoJEPA-vs-EchoMAE relative improvement."""
     sources = [
         Source("lvef", "standard", "internal", "mae"),
@@ -348,7 +348,7 @@ def _paired_rows(
     return pairs
 
 
-def lvef_estimation(rs: ResultSet, pairing: Pairing | None = None) -> Table:
+def lvef_estimation_table(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """LVEF MAE on the internal test split and on the external (second) site."""
     sources = [Source("lvef", "standard", c, "mae") for c in ("internal", "external")]
     columns = [Column("Internal test", FMT_MAE, "lower"), Column("External test", FMT_MAE, "lower")]
@@ -376,7 +376,7 @@ def is_fraction(target: float) -> Callable[[str], bool]:
     return test
 
 
-def sample_efficiency(rs: ResultSet, pairing: Pairing | None = None) -> Table:
+def sample_efficiency_table(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """View accuracy (mean ± sd over seeds) with 1%, 10% and 100% of the labelled training split."""
     sources = [Source("view", "sample_efficiency", is_fraction(f), "accuracy") for f, _ in SAMPLE_FRACTIONS]
     columns = [Column(label, FMT_PCT_PLAIN, "higher") for _, label in SAMPLE_FRACTIONS]
@@ -386,7 +386,7 @@ def sample_efficiency(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     return table
 
 
-def robustness(rs: ResultSet, pairing: Pairing | None = None) -> Table:
+def robustness_table(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """LVEF MAE on clean and degraded test videos; Avg. Deg. = mean of (MAE_deg - MAE) / MAE."""
     conditions = [("original", "Original", None, None), *ROBUSTNESS_CONDITIONS]
     sources = [Source("lvef", "robustness", c, "mae") for c, *_ in conditions]
@@ -431,7 +431,7 @@ def average_degradation(original: Cell, degraded: list[Cell]) -> float | None:
     return float(np.mean([(c.value - original.value) / original.value for c in degraded]))
 
 
-def multiview_rvsp(rs: ResultSet, pairing: Pairing | None = None) -> Table:
+def multiview_rvsp_table(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """RVSP MAE of a single-view probe vs the multi-view probe (and late fusion when it ran)."""
     conditions = [("single_view", "Single-view"), ("multi_view", "Multi-view")]
     if rs.select("rvsp", "standard", "late_fusion"):
@@ -441,7 +441,7 @@ def multiview_rvsp(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     return _grid_table("multiview_rvsp", "Multi-View RVSP Estimation", rs, columns, sources, pairing)
 
 
-def pediatric_transfer(rs: ResultSet, pairing: Pairing | None = None) -> Table:
+def pediatric_transfer_table(rs: ResultSet, pairing: Pairing | None = None) -> Table:
     """Pediatric LVEF MAE: the adult probe applied as is (zero-shot) and a probe retrained there."""
     conditions = [("zero_shot", "Zero-Shot"), ("fine_tuned", "Fine-Tuned")]
     sources = [Source("lvef", "pediatric_transfer", c, "mae") for c, _ in conditions]
@@ -450,12 +450,12 @@ def pediatric_transfer(rs: ResultSet, pairing: Pairing | None = None) -> Table:
 
 
 BUILDERS = (
-    controlled_comparison,
-    lvef_estimation,
-    sample_efficiency,
-    robustness,
-    multiview_rvsp,
-    pediatric_transfer,
+    controlled_comparison_table,
+    lvef_estimation_table,
+    sample_efficiency_table,
+    robustness_table,
+    multiview_rvsp_table,
+    pediatric_transfer_table,
 )
 
 

@@ -17,7 +17,7 @@ from echojepa.probe.backbones import build_backbone, load_backbone_config
 from echojepa.probe.bank import HeadSpec, ProbeBank, build_probe_bank
 from echojepa.probe.checkpoint import load_probe, save_probe
 from echojepa.probe.heads import AttentiveProbe
-from echojepa.probe.position import grid_positions, spacetime_code
+from echojepa.probe.position import cell_positions, spacetime_code
 from echojepa.probe.project import fit_projection, projection_for, sample_train_tokens
 from echojepa.probe.task import ProbeTask
 from echojepa.probe.training import bank_config
@@ -151,7 +151,7 @@ def test_a_saved_probe_carries_its_projection_and_reproduces_from_raw_tokens(tmp
 
 # ----- the position code --------------------------------------------------------------------------------
 def test_positions_are_in_clip_units_and_segments_continue_in_time():
-    pos = grid_positions((2, 1, 2), segments=2)
+    pos = cell_positions((2, 1, 2), segments=2)
     assert pos.shape == (8, 3)
     assert pos[:, 0].tolist() == [0.25, 0.25, 0.75, 0.75, 1.25, 1.25, 1.75, 1.75]
     assert pos[:2, 2].tolist() == [0.25, 0.75]

@@ -17,11 +17,11 @@ from echojepa.report.render import to_html, to_markdown, to_rich
 from echojepa.report.tables import (
     build_tables,
     complete,
-    controlled_comparison,
+    controlled_comparison_table,
     load_records,
-    multiview_rvsp,
-    robustness,
-    sample_efficiency,
+    multiview_rvsp_table,
+    robustness_table,
+    sample_efficiency_table,
 )
 
 from .helpers import BACKBONES, full_store, make_record, paired_store, write_record
@@ -106,7 +106,7 @@ def test_newest_rerun_of_an_evaluation_wins_and_the_older_is_counted() -> None:
     new = make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0}, created="2026-02-01T00:00:00")
     rs = _rs(new, old)
     assert rs.superseded == 1
-    assert controlled_comparison(rs).rows[0].cells[1].value == 5.0
+    assert controlled_comparison_table(rs).rows[0].cells[1].value == 5.0
 
 
 # ------------------------------------------------------------------ shapes and order
@@ -145,7 +145,7 @@ def test_full_store_makes_every_table_complete(tables: dict) -> None:
 
 
 def test_an_empty_table_is_not_complete() -> None:
-    table = multiview_rvsp(_rs(make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0})))
+    table = multiview_rvsp_table(_rs(make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0})))
     assert table.rows == [] and not complete(table)
 
 
@@ -170,7 +170,7 @@ def test_a_worse_mae_shows_as_worse_never_as_a_plus() -> None:
         make_record("echomae", "view", "standard", "internal", {"accuracy": 0.617}),
         make_record("echojepa", "view", "standard", "internal", {"accuracy": 0.478}),
     ]
-    table = controlled_comparison(_rs(*records))
+    table = controlled_comparison_table(_rs(*records))
     row = table.rows[-1]
     assert row.cells[1].value == pytest.approx(-(8.76 - 8.47) / 8.47)
     md = to_markdown(table)
@@ -180,7 +180,9 @@ def test_a_worse_mae_shows_as_worse_never_as_a_plus() -> None:
 
 
 def test_no_relative_improvement_row_without_both_objectives() -> None:
-    table = controlled_comparison(_rs(make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0})))
+    table = controlled_comparison_table(
+        _rs(make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0}))
+    )
     assert [r.label for r in table.rows] == ["echojepa"]
 
 
@@ -208,7 +210,7 @@ def test_paired_rows_carry_the_paired_ci_of_the_improvement(tmp_path: Path) -> N
 
 def test_paired_robustness_row_tests_the_average_degradation(tmp_path: Path) -> None:
     rs = ResultSet.from_records(load_records(paired_store(tmp_path)))
-    table = robustness(rs, Pairing(tmp_path))
+    table = robustness_table(rs, Pairing(tmp_path))
     deg = {r.label: r.cells[-1] for r in table.rows}
     gain = deg["echojepa vs echomae"]
     assert gain.value == pytest.approx(deg["echomae"].value - deg["echojepa"].value, rel=1e-4)
@@ -226,7 +228,7 @@ def test_average_degradation_is_missing_when_one_condition_is_missing() -> None:
     records = [
         make_record("echojepa", "lvef", "robustness", c, {"mae": 5.0}) for c in ("original", "depth_low")
     ]
-    table = robustness(_rs(*records))
+    table = robustness_table(_rs(*records))
     assert table.rows[0].cells[-1].value is None
     assert table.missing == 6  # five degraded conditions and Avg. Deg.
 
@@ -247,7 +249,7 @@ def test_sample_efficiency_matches_fractions_numerically() -> None:
         make_record("echojepa", "view", "sample_efficiency", "fraction=1", {"accuracy": 0.9}),
         make_record("echojepa", "view", "sample_efficiency", "fraction=0.10", {"accuracy": 0.8}),
     ]
-    cells = sample_efficiency(_rs(*records)).rows[0].cells
+    cells = sample_efficiency_table(_rs(*records)).rows[0].cells
     assert [c.value for c in cells] == [None, 0.8, 0.9]
 
 
@@ -258,11 +260,11 @@ def test_a_seed_without_the_metric_makes_the_cell_missing_rather_than_averaging_
             "echojepa", "view", "sample_efficiency", "fraction=0.01", {"balanced_accuracy": 0.5}, seed=1
         ),
     ]
-    assert not sample_efficiency(_rs(*records)).rows[0].cells[0].finite
+    assert not sample_efficiency_table(_rs(*records)).rows[0].cells[0].finite
 
 
 def test_a_non_finite_metric_counts_as_missing() -> None:
-    table = controlled_comparison(
+    table = controlled_comparison_table(
         _rs(make_record("echojepa", "lvef", "standard", "internal", {"mae": math.nan}))
     )
     assert table.missing == 2 and not complete(table)
@@ -270,16 +272,18 @@ def test_a_non_finite_metric_counts_as_missing() -> None:
 
 def test_late_fusion_column_appears_only_when_it_ran() -> None:
     single = make_record("echojepa", "rvsp", "standard", "single_view", {"mae": 5.0})
-    assert len(multiview_rvsp(_rs(single)).columns) == 2
+    assert len(multiview_rvsp_table(_rs(single)).columns) == 2
     late = make_record("echojepa", "rvsp", "standard", "late_fusion", {"mae": 4.8})
-    assert [c.header for c in multiview_rvsp(_rs(single, late)).columns][-1] == "Late fusion"
+    assert [c.header for c in multiview_rvsp_table(_rs(single, late)).columns][-1] == "Late fusion"
 
 
 # ------------------------------------------------------------------ rendering
 
 
 def test_missing_cells_render_as_dash_and_are_counted() -> None:
-    table = controlled_comparison(_rs(make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0})))
+    table = controlled_comparison_table(
+        _rs(make_record("echojepa", "lvef", "standard", "internal", {"mae": 5.0}))
+    )
     assert table.missing == 1
     md = to_markdown(table)
     assert "| echojepa | Latent prediction | **5.00** | — |" in md
