@@ -185,7 +185,20 @@ def train_task_probe(
         min_steps=int(ctx.probe.get("min_steps") or 0),
         val_passes=ctx.probe.get("val_passes"),
     )
+    result.probe["input"] = probe_input(ctx, train.tokens.shape)
     return bank, ptask, result
+
+
+def probe_input(ctx: Context, tokens_shape: Sequence[int]) -> dict[str, Any]:
+    """What the backbone was given and what the probe saw, for the record (the report's setup table):
+    frames per clip, their size and step, clips per item, tokens per clip and the backbone's width."""
+    spec = clip_spec(ctx.task, ctx.backbone)
+    _, clips, tokens, dim = (int(v) for v in tokens_shape)  # [n, S, N, D]
+    size = int(ctx.backbone.preprocess.img_size)
+    return {
+        "frames": int(spec.frames), "frame_step": spec.frame_step, "img_size": size,
+        "clips": clips, "tokens_per_clip": tokens, "backbone_dim": dim,
+    }  # fmt: skip
 
 
 def predict_items(

@@ -24,6 +24,7 @@ from echojepa.report.claims import Claim, claims_html, claims_markdown, seed_cla
 from echojepa.report.paired import Pairing
 from echojepa.report.records import ResultSet, load_records, order_backbones, resolve_csv
 from echojepa.report.render import to_html, to_markdown, to_rich
+from echojepa.report.setup import setup_table
 from echojepa.report.tables import ROBUSTNESS_CONDITIONS, SAMPLE_FRACTIONS, Table, build_tables, complete
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -201,12 +202,19 @@ def _summary_lines(tables: list[Table], n_records: int, superseded: int, skipped
 
 
 def _markdown(
-    title: str, summary: list[str], tables: list[Table], figs: _Figures, out: Path, claims: list[Claim]
+    title: str,
+    summary: list[str],
+    tables: list[Table],
+    setup: Table,
+    figs: _Figures,
+    out: Path,
+    claims: list[Claim],
 ) -> str:
     parts = [f"# {title}", "", "## Summary", ""]
     parts += [f"- {line}" for line in summary]
     parts += ["", claims_markdown(claims), "## Tables", ""]
     parts += [to_markdown(t, ci=True) for t in tables]
+    parts += [to_markdown(setup, ci=False)]
     if figs.items:
         parts += ["## Figures", ""]
         for caption, path in figs.items:
@@ -214,7 +222,9 @@ def _markdown(
     return "\n".join(parts) + "\n"
 
 
-def _html(title: str, summary: list[str], tables: list[Table], figs: _Figures, claims: list[Claim]) -> str:
+def _html(
+    title: str, summary: list[str], tables: list[Table], setup: Table, figs: _Figures, claims: list[Claim]
+) -> str:
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -228,6 +238,7 @@ def _html(title: str, summary: list[str], tables: list[Table], figs: _Figures, c
         claims_html(claims),
         "<h2>Tables</h2>",
         *(to_html(t, ci=True) for t in tables),
+        to_html(setup, ci=False),
     ]
     if figs.items:
         parts.append("<h2>Figures</h2>")
@@ -299,8 +310,9 @@ def build_report(
         totals = ", ".join(f"{name} {gflops:,.1f} GFLOP" for name, gflops in pretrain_gflops.items())
         summary.append(f"Pretraining compute (analytic FLOPs summed over every step's masks): {totals}.")
     md_path, html_path = out / "report.md", out / "report.html"
-    atomic_write_text(md_path, _markdown(title, summary, tables, figs, out, claims))
-    atomic_write_text(html_path, _html(title, summary, tables, figs, claims))
+    setup = setup_table(rs)
+    atomic_write_text(md_path, _markdown(title, summary, tables, setup, figs, out, claims))
+    atomic_write_text(html_path, _html(title, summary, tables, setup, figs, claims))
     return {
         "markdown": md_path,
         "html": html_path,
@@ -318,10 +330,12 @@ def build_report(
 
 
 def print_tables(store: Path, console: Console | None = None) -> list[Table]:
-    """Print the six tables (plain values) to the terminal and return them."""
+    """Print the six tables (plain values) and what each backbone was given to the terminal; return the
+    six tables."""
     console = console or Console()
-    tables = build_tables(load_records(Path(store)))
-    for table in tables:
+    rs = ResultSet.from_records(load_records(Path(store)))
+    tables = build_tables(rs)
+    for table in [*tables, setup_table(rs)]:
         console.print(to_rich(table))
         console.print()
     return tables

@@ -1,6 +1,7 @@
 """The protocols end to end on cached features of the `small` synthetic world (pixel statistics: fast)."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -61,6 +62,10 @@ def test_standard_lvef_reports_internal_and_external_with_trivial_rows(synth_sma
         lo, hi = m["ci"]
         assert lo <= m["value"] <= hi
     assert Path(rec["probe_checkpoint"]).exists() is (rec["condition"] == "internal")
+    # what the backbone was given, for the report's setup table: the task's 2 segments per video
+    probe = rec["chosen"]["probe"]
+    assert probe["input"]["clips"] == 2 and probe["input"]["frame_step"] == 2
+    assert probe["input"]["tokens_per_clip"] == math.prod(probe["token_grid"])
 
 
 def test_robustness_covers_the_six_degradations_and_the_original(synth_small, store):
