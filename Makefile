@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo science science-trials test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# The science study (conf/study/science.yaml): at most 90 minutes on 2 cores; results/science/ gets its
+# report, curves and provenance. `make science-trials` first compares the candidate recipes.
+science: $(STAMP)
+	$(BIN)/python scripts/demo.py --study science --root science --publish results/science
+
+science-trials: $(STAMP)
+	$(BIN)/python scripts/demo.py --study science --root science --trials --publish results/science
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,15 @@ class BackboneSpec:
     model_from: str | None = None
 
 
+@dataclass(frozen=True)
+class RecipeSpec:
+    """A candidate pretraining recipe, tried before the study (`Study.trials`): the study's pretraining
+    run it varies and the overrides that make it different (a length, a predictor, an EMA schedule)."""
+
+    pretrain: str
+    overrides: list[str] = field(default_factory=list)
+
+
 @reads("study")
 @dataclass(frozen=True)
 class StudyConfig:
@@ -69,6 +79,8 @@ class StudyConfig:
     probe_overrides: list[str] = field(default_factory=list)
     evaluation_overrides: list[str] = field(default_factory=list)
     seed: int = 0
+    # candidate recipes compared on the online probes (validation) before the study: scripts/demo.py --trials
+    recipes: dict[str, RecipeSpec] = field(default_factory=dict)
 
 
 def load_study(name: str) -> dict[str, Any]:
@@ -142,13 +154,13 @@ class Study:
     def pretrain_dir(self, objective: str) -> Path:
         return self.runs / "pretrain" / objective
 
-    def pretrain_cfg(self, objective: str) -> dict[str, Any]:
+    def pretrain_cfg(self, objective: str, extra: list[str] | None = None) -> dict[str, Any]:
         p = self.cfg["pretrain"][objective]
         w = self.cfg["world"]
         return _compose("train", [
             f"experiment={p['experiment']}", *self._paths(), f"data.synth.preset={w['preset']}",
             f"data.synth.seed={w['seed']}", "trainer.enable_progress_bar=true", f"seed={self.cfg['seed']}",
-            *p.get("overrides", []),
+            *p.get("overrides", []), *(extra or []),
         ])  # fmt: skip
 
     def pretrain(self, objective: str) -> None:
@@ -160,6 +172,30 @@ class Study:
             lambda: (out / "summary.json").exists(),
             lambda: pretrain(self.pretrain_cfg(objective), out),
         )
+
+    def trial_dir(self, recipe: str) -> Path:
+        return self.runs / "recipes" / recipe
+
+    def trials(self) -> dict[str, Any]:
+        """Pretrain every candidate recipe of the study (`recipes`) and gather its online-probe curve:
+        view accuracy and EF MAE of the current encoder on the fixed validation subsets, never test.
+        Written to runs/recipes/recipes.json and printed; choosing among them stays the user's (the
+        study's `pretrain` overrides say which was chosen and on which figure)."""
+        from echojepa.pretrain.run import pretrain
+        from echojepa.report.recipes import read_trial, recipes_table
+
+        self.synth()
+        trials = {}
+        for name, spec in self.cfg.get("recipes", {}).items():
+            out = self.trial_dir(name)
+            tracked = [f"run_name=recipe-{name}", "logger.experiment_name=echojepa-recipes"]
+            cfg = self.pretrain_cfg(spec["pretrain"], [*spec.get("overrides", []), *tracked])
+            self._stage(f"recipe {name}", lambda out=out: (out / "summary.json").exists(),
+                        lambda cfg=cfg, out=out: pretrain(cfg, out))  # fmt: skip
+            trials[name] = read_trial(out, spec["pretrain"], spec.get("overrides", []))
+        atomic_write_text(self.runs / "recipes" / "recipes.json", json.dumps(trials, indent=1))
+        self.console.print(recipes_table(trials))
+        return trials
 
     def backbone_cfg(self, name: str) -> dict[str, Any]:
         b = self.cfg["backbones"][name]
@@ -281,6 +317,48 @@ class Study:
         print_tables(self.store, console=self.console)
         self.console.print(f"report: {result.get('markdown', out / 'report.md')}")
         return result
+
+    def publish(self, dest: Path, command: str) -> Path:
+        """Copy what a study found (not its caches) to `dest` for committing: the report (markdown and
+        figures), the study summary with stage timings, each pretraining run's summary and online-probe
+        curve, the recipe trials, and provenance (command, git commit, date, wall time, machine)."""
+        import platform
+        import shutil
+        import subprocess
+        from datetime import UTC, datetime
+
+        dest = Path(dest)
+        (dest / "figures").mkdir(parents=True, exist_ok=True)
+        report = self.runs / "report"
+        if (report / "report.md").exists():  # a --trials run has no report yet
+            shutil.copy2(report / "report.md", dest / "report.md")
+        for png in sorted((report / "figures").glob("*.png")):
+            shutil.copy2(png, dest / "figures" / png.name)
+        summary_path = self.runs / "study-summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        found = {"study-summary.json": summary_path, "recipes.json": self.runs / "recipes" / "recipes.json"}
+        for name, src in found.items():
+            if src.exists():
+                shutil.copy2(src, dest / name)
+        for objective in self.cfg["pretrain"]:
+            for name in ("summary.json", "online_probe.csv"):
+                src = self.pretrain_dir(objective) / name
+                if src.exists():
+                    shutil.copy2(src, dest / f"pretrain-{objective}-{name}")
+        repo = Path(__file__).resolve().parents[1]
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        provenance = {
+            "command": command,
+            "commit": commit or None,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "wall_s": summary.get("seconds"),
+            "stages_s": summary.get("stages"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        }
+        atomic_write_text(dest / "provenance.json", json.dumps(provenance, indent=2))
+        return dest
 
     def run(self) -> dict[str, Any]:
         from echojepa.tracking import ensure_tracking_store

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """`make demo`: the seed's whole study in miniature on the synthetic echo world.
 
-    .venv/bin/python scripts/demo.py [--study demo|tiny] [--root DIR]
+    .venv/bin/python scripts/demo.py [--study demo|tiny|science] [--root DIR] [--trials]
 
-Re-running resumes: finished stages are skipped. Outputs under DIR (default: ./demo):
+--trials pretrains the study's candidate recipes (its `recipes`) and prints their online-probe
+validation figures instead of running the study; --publish DIR copies a finished study's results (report,
+curves, summaries, provenance; no caches) to DIR. Re-running resumes: finished stages are skipped.
+Outputs under DIR (default: ./demo):
 data/ (the synthetic world), runs/ (pretraining runs, results store, probes, report, MLflow database).
 """
 
@@ -24,9 +27,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="demo", help="a config in conf/study/ (demo, tiny)")
     ap.add_argument("--root", type=Path, default=Path("demo"))
+    ap.add_argument("--trials", action="store_true", help="pretrain the study's candidate recipes only")
+    ap.add_argument("--publish", type=Path, help="after the run, copy its results (not caches) here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    summary = Study(args.study, args.root).run()
+    study = Study(args.study, args.root)
+    summary = study.trials() if args.trials else study.run()
+    if args.publish:
+        study.publish(args.publish, command=" ".join(["scripts/demo.py", *sys.argv[1:]]))
     print(json.dumps(summary, indent=2))
     return 0
 

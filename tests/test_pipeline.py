@@ -57,6 +57,33 @@ def test_rerun_resumes_and_skips_every_finished_stage(study):
     assert again.timings == {}  # nothing recomputed
 
 
+def test_recipe_trials_report_online_probe_validation_curves_with_references(study):
+    s, _ = study
+    trials = s.trials()
+    assert list(trials) == ["short"]
+    t = trials["short"]
+    assert t["steps"] == 3 and t["overrides"] == ["trainer.max_steps=3"]
+    assert t["curves"]["view_acc"]["steps"][0] == 0 and t["curves"]["view_acc"]["steps"][-1] == 3
+    assert {"random_init", "pixel_stats", "trivial"} <= set(t["references"])
+    saved = json.loads((s.runs / "recipes" / "recipes.json").read_text())
+    assert saved["short"]["curves"] == t["curves"]
+    # the trial is tracked apart from the study's own pretraining runs
+    assert (s.trial_dir("short") / "online_probe.csv").exists()
+
+
+def test_publish_copies_results_and_provenance_but_no_caches(study, tmp_path):
+    s, _ = study
+    dest = s.publish(tmp_path / "published", command="scripts/demo.py --study tiny")
+    names = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    assert {"report.md", "study-summary.json", "provenance.json"} <= names
+    assert {"pretrain-jepa-online_probe.csv", "pretrain-mae-summary.json"} <= names
+    assert any(n.startswith("figures/") and n.endswith(".png") for n in names)
+    assert not any(n.endswith((".pt", ".ckpt", ".npy", ".db")) for n in names)
+    provenance = json.loads((dest / "provenance.json").read_text())
+    assert provenance["command"] == "scripts/demo.py --study tiny"
+    assert provenance["wall_s"] is not None and provenance["date"]
+
+
 def test_predict_on_synthetic_dicom_and_avi_without_identifiers(study, capsys):
     from echojepa.cli.predict import main as predict_main
 
