@@ -193,7 +193,8 @@ class Study:
             self._stage(f"recipe {name}", lambda out=out: (out / "summary.json").exists(),
                         lambda cfg=cfg, out=out: pretrain(cfg, out))  # fmt: skip
             trials[name] = read_trial(out, spec["pretrain"], spec.get("overrides", []))
-        atomic_write_text(self.runs / "recipes" / "recipes.json", json.dumps(trials, indent=1))
+            # after every trial: an interrupted comparison keeps what it measured
+            atomic_write_text(self.runs / "recipes" / "recipes.json", json.dumps(trials, indent=1))
         self.console.print(recipes_table(trials))
         return trials
 
