@@ -324,32 +324,39 @@ class Study:
         figures), the study summary with stage timings, each pretraining run's summary and online-probe
         curve, the recipe trials, and provenance (command, git commit, date, wall time, machine)."""
         import platform
-        import shutil
         import subprocess
         from datetime import UTC, datetime
+
+        from echojepa.io.atomic import atomic_write_bytes
+
+        def copy(src: Path, name: str) -> None:  # atomically, like every output: never half a file
+            atomic_write_bytes(dest / name, src.read_bytes())
 
         dest = Path(dest)
         (dest / "figures").mkdir(parents=True, exist_ok=True)
         report = self.runs / "report"
         if (report / "report.md").exists():  # a --trials run has no report yet
-            shutil.copy2(report / "report.md", dest / "report.md")
+            copy(report / "report.md", "report.md")
         for png in sorted((report / "figures").glob("*.png")):
-            shutil.copy2(png, dest / "figures" / png.name)
+            copy(png, f"figures/{png.name}")
         summary_path = self.runs / "study-summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         found = {"study-summary.json": summary_path, "recipes.json": self.runs / "recipes" / "recipes.json"}
         for name, src in found.items():
             if src.exists():
-                shutil.copy2(src, dest / name)
+                copy(src, name)
         for objective in self.cfg["pretrain"]:
             for name in ("summary.json", "online_probe.csv"):
                 src = self.pretrain_dir(objective) / name
                 if src.exists():
-                    shutil.copy2(src, dest / f"pretrain-{objective}-{name}")
+                    copy(src, f"pretrain-{objective}-{name}")
         repo = Path(__file__).resolve().parents[1]
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
+        try:  # an installed copy or a machine without git has no commit to name
+            commit = subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            ).stdout.strip()
+        except OSError:
+            commit = ""
         provenance = {
             "command": command,
             "commit": commit or None,

@@ -15,6 +15,8 @@ from typing import Any
 from rich.table import Table
 
 from echojepa.report.plots import read_online_probe_csv
+from echojepa.report.render import format_value
+from echojepa.report.tables import FMT_MAE, FMT_PCT
 
 
 def read_trial(run_dir: Path, pretrain: str, overrides: list[str]) -> dict[str, Any]:
@@ -47,9 +49,7 @@ def _best(trial: dict[str, Any], metric: str) -> float | None:
 
 
 def _fmt(x: float | None, pct: bool) -> str:
-    if x is None:
-        return "—"
-    return f"{100 * x:.1f}%" if pct else f"{x:.2f}"
+    return "—" if x is None else format_value(x, FMT_PCT if pct else FMT_MAE)
 
 
 def recipes_table(trials: dict[str, dict[str, Any]]) -> Table:
