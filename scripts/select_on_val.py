@@ -22,6 +22,7 @@ import argparse
 import itertools
 import json
 import logging
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -38,13 +39,15 @@ from echojepa.probe.runner import validate_probe  # noqa: E402
 
 
 def _varied(specs: list[str]) -> list[list[str]]:
-    """['a=1,2', 'b=x'] -> every combination as override lists [['a=1', 'b=x'], ['a=2', 'b=x']]."""
+    """['a=1,2', 'b=x'] -> every combination as override lists [['a=1', 'b=x'], ['a=2', 'b=x']];
+    a list value stays whole ('c=[1,1],[2,2]' has two values)."""
     axes = []
     for spec in specs:
         key, sep, values = spec.partition("=")
         if not sep or not values:
             raise SystemExit(f"--vary {spec!r}: expected key=v1,v2,...")
-        axes.append([f"{key}={v}" for v in values.split(",")])
+        # split on commas outside brackets, so a list value ([2,2]) stays one value
+        axes.append([f"{key}={v}" for v in re.split(r",(?![^\[]*\])", values)])
     return [list(c) for c in itertools.product(*axes)] if axes else [[]]
 
 

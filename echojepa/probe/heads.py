@@ -20,6 +20,8 @@ One probe for every backbone
     probe width only, never on the backbone. Attentive heads with ``position="sincos"`` then add the fixed
     space-time code of ``echojepa.probe.position`` over the backbone's ``token_grid``: with self-attention
     blocks (depth >= 2) the probe can relate tokens across time, and every block knows where each token is.
+    With ``space_grid`` the tokens are first averaged over space to that coarser grid
+    (``echojepa.probe.space_pool``): a cheaper probe for temporal tasks that still keeps time.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from torch import Tensor, nn
 from echojepa.probe.pooler import AttentivePooler
 from echojepa.probe.position import POSITION_KINDS, spacetime_code
 from echojepa.probe.project import TokenProjection
+from echojepa.probe.space_pool import pool_padding, pool_space, probe_grid
 from echojepa.probe.stacked import Params, stacked_layer_norm, stacked_linear, stacked_mlp, sub_params
 
 
@@ -134,12 +137,15 @@ class AttentiveProbe(StackableHead):
         token_grid: Sequence[int] | None = None,
         position: str = "none",
         position_periods: Sequence[float] = (8.0, 1.0 / 32),
+        space_grid: Sequence[int] | None = None,
     ) -> None:
         token_grid = None if token_grid is None else [int(g) for g in token_grid]
+        space_grid = None if space_grid is None else [int(g) for g in space_grid]
         super().__init__(
             embed_dim=embed_dim, out_dim=out_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
             num_queries=num_queries, norm_eps=norm_eps, init_std=init_std, in_dim=in_dim,
             token_grid=token_grid, position=position, position_periods=[float(p) for p in position_periods],
+            space_grid=space_grid,
         )  # fmt: skip
         if depth < 1 or num_queries < 1:
             raise ValueError(f"depth ({depth}) and num_queries ({num_queries}) must be >= 1")
@@ -148,6 +154,9 @@ class AttentiveProbe(StackableHead):
         if position not in POSITION_KINDS:
             raise ValueError(f"position must be one of {POSITION_KINDS}, got {position!r}")
         self.token_grid, self.position = token_grid, position
+        self.space_grid = space_grid
+        # the grid the probe attends over: the backbone's, or its spatial pooling (space_pool.py)
+        self.probe_grid = probe_grid(token_grid, space_grid)
         self.position_periods = tuple(float(p) for p in position_periods)
         self.pooler = AttentivePooler(embed_dim, depth, num_heads, mlp_ratio, num_queries, norm_eps)
         self.linear = nn.Linear(embed_dim, out_dim)
@@ -172,12 +181,20 @@ class AttentiveProbe(StackableHead):
         x = self.project(tokens)
         if self.position == "none":
             return x
-        code = spacetime_code(x.shape[-2], self.token_grid, x.shape[-1], self.position_periods)
+        code = spacetime_code(x.shape[-2], self.probe_grid, x.shape[-1], self.position_periods)
         return x + code.to(device=x.device, dtype=x.dtype)
+
+    def pool(self, tokens: Tensor, key_padding_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """[B, L, in_dim] -> [B, L', in_dim]: the spatial pooling to ``space_grid`` (identity without one)."""
+        if self.space_grid is None or self.token_grid is None:
+            return tokens, key_padding_mask
+        if key_padding_mask is not None:
+            key_padding_mask = pool_padding(key_padding_mask, self.token_grid, self.space_grid)
+        return pool_space(tokens, self.token_grid, self.space_grid), key_padding_mask
 
     def stacked_forward(self, params, tokens, key_padding_mask=None, presence=None, generator=None):
         _single_view_only(self.kind, presence)
-        tokens, key_padding_mask = _flatten_segments(tokens, key_padding_mask)
+        tokens, key_padding_mask = self.pool(*_flatten_segments(tokens, key_padding_mask))
         return self.pooled_forward(params, self.embed_tokens(tokens), key_padding_mask, shared=True)
 
     def pooled_forward(
@@ -197,8 +214,9 @@ class AttentiveProbe(StackableHead):
     def attention_weights(self, tokens: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         """Cross-attention weights of this head's query over the tokens, per attention head (averaged
         over queries when there are several): tokens [B, N, D] or [B, S, N, D] -> [B, heads, N] (S*N
-        for segments, in token order). Padded tokens get weight 0; each row sums to 1."""
-        tokens, key_padding_mask = _flatten_segments(tokens, key_padding_mask)
+        for segments, in token order; the pooled tokens with ``space_grid``). Padded tokens get weight 0;
+        each row sums to 1."""
+        tokens, key_padding_mask = self.pool(*_flatten_segments(tokens, key_padding_mask))
         _check_padding(key_padding_mask, tokens.shape[0], tokens.shape[1])
         tokens = self.embed_tokens(tokens)
         if key_padding_mask is not None:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from echojepa.probe.heads import AttentiveProbe, StackableHead
 from echojepa.probe.position import POSITION_KINDS, spacetime_code
+from echojepa.probe.space_pool import pool_space, probe_grid
 from echojepa.probe.stacked import Params, sub_params
 
 
@@ -85,13 +86,16 @@ class _SlotProbe(StackableHead):
         token_grid: Sequence[int] | None = None,
         position: str = "none",
         position_periods: Sequence[float] = (8.0, 1.0 / 32),
+        space_grid: Sequence[int] | None = None,
     ) -> None:
         token_grid = None if token_grid is None else [int(g) for g in token_grid]
+        space_grid = None if space_grid is None else [int(g) for g in space_grid]
         super().__init__(
             embed_dim=embed_dim, out_dim=out_dim, num_views=num_views, clips_per_view=clips_per_view,
             depth=depth, num_heads=num_heads, view_dropout=view_dropout, mlp_ratio=mlp_ratio,
             num_queries=num_queries, norm_eps=norm_eps, init_std=init_std, in_dim=in_dim,
             token_grid=token_grid, position=position, position_periods=[float(p) for p in position_periods],
+            space_grid=space_grid,
         )  # fmt: skip
         if not 0.0 <= view_dropout < 1.0:
             raise ValueError(f"view_dropout must lie in [0, 1), got {view_dropout}")
@@ -99,6 +103,9 @@ class _SlotProbe(StackableHead):
             raise ValueError(f"position must be one of {POSITION_KINDS}, got {position!r}")
         self.num_views, self.clips_per_view, self.p_drop = num_views, clips_per_view, view_dropout
         self.token_grid, self.position = token_grid, position
+        self.space_grid = space_grid
+        # the grid each slot's clip is attended over: the backbone's, or its spatial pooling (space_pool.py)
+        self.probe_grid = probe_grid(token_grid, space_grid)
         self.position_periods = tuple(float(p) for p in position_periods)
         self._init_slots(embed_dim, init_std)
         self.probe = AttentiveProbe(
@@ -109,13 +116,16 @@ class _SlotProbe(StackableHead):
         """Parameters registered before the probe (early fusion: the stream embeddings)."""
 
     def embed_slots(self, tokens: Tensor) -> Tensor:
-        """Backbone tokens [B, V*C, N, in_dim] -> [B, V*C, N, D]: the fixed projection, plus per slot the
-        space-time code of its clip (clip s % C of its view)."""
+        """Backbone tokens [B, V*C, N, in_dim] -> [B, V*C, N', D]: the spatial pooling to ``space_grid``
+        (N' = N without one), the fixed projection, plus per slot the space-time code of its clip (clip
+        s % C of its view)."""
+        if self.space_grid is not None and self.token_grid is not None:
+            tokens = pool_space(tokens, self.token_grid, self.space_grid)  # [B, V*C, N', in_dim]
         x = self.project(tokens)
         if self.position == "none":
             return x
         c, n, d = self.clips_per_view, x.shape[2], x.shape[3]
-        code = spacetime_code(c * n, self.token_grid, d, self.position_periods).view(c, n, d)
+        code = spacetime_code(c * n, self.probe_grid, d, self.position_periods).view(c, n, d)
         slot = torch.arange(x.shape[1]) % c
         return x + code[slot].to(device=x.device, dtype=x.dtype)
 

@@ -7,8 +7,9 @@ validation split.
 One probe for every backbone: heads are built at ``probe.width`` whatever the backbone's token width, and
 take its tokens through a fixed projection fit on the cached TRAIN tokens (``echojepa.probe.project``;
 fit once per train cache entry and run, labels never read); attentive heads get the backbone's token grid
-for their fixed space-time position code. ``probe.task_depth`` sets the attentive depth per task (chosen
-on validation, see conf/probe/).
+for their fixed space-time position code. ``probe.task_depth`` sets the attentive depth per task and
+``probe.task_space_grid`` its spatial pooling (``echojepa.probe.space_pool``); both chosen on validation,
+see conf/probe/.
 
 Augmented training views (``probe.aug_views`` = k > 0): the train split is cached k times with the
 training transform, and epoch e trains on view ``aug_view_for_epoch(e, k, seed)``.
@@ -51,12 +52,16 @@ def bank_config(
     probe: Mapping[str, Any], task: Mapping[str, Any], kind: str | None, views: list[str]
 ) -> dict[str, Any]:
     """The probe config a bank is built from for this task: the task's attentive depth
-    (``probe.task_depth``), and for multi-view kinds the task's views, clips and view dropout."""
+    (``probe.task_depth``) and spatial pooling (``probe.task_space_grid``), and for multi-view kinds the
+    task's views, clips and view dropout."""
     cfg = dict(probe)
     head = dict(probe.get("head") or {})
     depth = (probe.get("task_depth") or {}).get(task["name"])
     if depth is not None and (kind or probe["kind"]) in ATTENTIVE_KINDS:
         head["depth"] = int(depth)  # the depth chosen on validation for this task (conf/probe/)
+    space = (probe.get("task_space_grid") or {}).get(task["name"])
+    if space is not None and (kind or probe["kind"]) in ATTENTIVE_KINDS:
+        head["space_grid"] = [int(g) for g in space]  # spatial pooling chosen on validation (conf/probe/)
     multiview = kind or probe["kind"]
     if multiview in ("multiview", "late_fusion"):
         # the views, clips per view and view dropout are the task's (conf/task: multiview), never the probe's
