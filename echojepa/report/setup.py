@@ -24,6 +24,11 @@ def _input_text(given: dict) -> str:
     return f"{given['frames']} x {given['img_size']}px" + (f", step {step}" if step else "")
 
 
+def _pooling(probe: dict) -> str:
+    space = probe.get("space_grid")  # tokens averaged over space to this grid first (probe/space_pool.py)
+    return f", space pooled to {space[0]} x {space[1]}" if space else ""
+
+
 def _texts(record: dict) -> list[str]:
     chosen = record["chosen"]
     probe = chosen.get("probe") or {}
@@ -36,7 +41,7 @@ def _texts(record: dict) -> list[str]:
         _input_text(given) if given else MISSING,
         str(given["clips"]) if given else MISSING,
         f"{given['tokens_per_clip']} x {given['backbone_dim']}" if given else MISSING,
-        f"{kind}, width {probe['width']}" if "width" in probe else kind,
+        f"{kind}, width {probe['width']}{_pooling(probe)}" if "width" in probe else kind + _pooling(probe),
         f"{params:,}" if isinstance(params, int) else MISSING,
         f"{chosen.get('steps', MISSING)} ({chosen.get('epochs', MISSING)} epochs)",
     ]
@@ -59,6 +64,7 @@ def setup_table(rs: ResultSet) -> Table:
     columns = [Column(h, FMT_TEXT) for h in _HEADERS]
     notes = [
         "Input: frames per clip x frame size (and source-frame step) the backbone saw; tokens are mapped "
-        "by a fixed train-fit projection to the probe width before the probe."
+        'by a fixed train-fit projection to the probe width before the probe; "space pooled" probes first '
+        "average each time step's tokens over space to that grid."
     ]
     return Table("setup", "What Each Backbone Was Given", columns, rows, notes)

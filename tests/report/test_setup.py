@@ -47,6 +47,14 @@ def test_one_row_per_backbone_and_task_with_input_tokens_probe_and_steps() -> No
     assert table.missing == 0 and "What Each Backbone Was Given" in to_markdown(table)
 
 
+def test_a_spatially_pooled_probe_says_so_in_the_probe_column() -> None:
+    record = make_record("random_vit", "rvsp", "standard", "multi_view", {"mae": 9.0})
+    record = _given(record, 16, 64, 128, 96)
+    record["chosen"]["probe"]["space_grid"] = [1, 1]
+    row = setup_table(ResultSet.from_records([record])).as_rows()[0]
+    assert row["Probe"] == "attentive, depth 2, width 128, space pooled to 1 x 1"
+
+
 def test_records_without_the_input_entry_show_missing_marks() -> None:
     table = setup_table(
         ResultSet.from_records([make_record("random_vit", "lvef", "standard", "internal", {"mae": 9.0})])
