@@ -87,6 +87,8 @@ def load_study(name: str) -> dict[str, Any]:
     """conf/study/<name>.yaml composed, its keys checked by StudyConfig (an unknown key is refused)."""
     with initialize_config_dir(config_dir=str(CONF_DIR / "study"), version_base="1.3"):
         cfg = to_plain(compose(config_name=name))
+    # a study built on another drops an inherited backbone by setting it to null (Hydra merges dicts)
+    cfg["backbones"] = {k: v for k, v in (cfg.get("backbones") or {}).items() if v is not None}
     parse(StudyConfig, cfg, f"study {name}")
     return cfg
 

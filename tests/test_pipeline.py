@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from echojepa.pipeline import Study
+from echojepa.pipeline import Study, load_study
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +176,9 @@ def test_a_world_without_its_manifest_is_written_again(tmp_path, monkeypatch):
     (s.world / "manifest.json").write_text(json.dumps({**current, "seed": int(w["seed"]) + 1}))
     s.synth()
     assert calls == [s.world, s.world]  # complete but another seed's world: written again
+
+
+def test_a_study_built_on_the_demo_drops_the_backbones_it_sets_to_null():
+    science, demo = load_study("science"), load_study("demo")
+    assert list(science["backbones"]) == ["pixel_stats", "random_vit", "echomae", "echojepa"]
+    assert list(demo["backbones"]) == ["pixel_stats", "random_vit", "echomae_demo", "echojepa_demo"]
