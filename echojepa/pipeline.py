@@ -10,6 +10,7 @@ library calls.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -79,6 +80,9 @@ class StudyConfig:
     probe_overrides: list[str] = field(default_factory=list)
     evaluation_overrides: list[str] = field(default_factory=list)
     seed: int = 0
+    # robustness and pediatric zero-shot evaluate the task's standard head instead of training it again
+    # (Study.evaluation_runs); False trains one per protocol, as a lone `echojepa-probe` run does
+    reuse_standard_probe: bool = False
     # candidate recipes compared on the online probes (validation) before the study: scripts/demo.py --trials
     recipes: dict[str, RecipeSpec] = field(default_factory=dict)
 
@@ -224,6 +228,37 @@ class Study:
     def _marker(self, backbone: str, task: str, protocol: str) -> Path:
         return self.runs / "study-markers" / f"{task}-{protocol}-{backbone}.json"
 
+    def standard_probe(self, backbone: str, task: str) -> Path:
+        """The head the standard protocol saved for this backbone and task (echojepa.probe.evaluation)."""
+        return self.store / "probes" / task / backbone / f"standard-internal-seed{self.cfg['seed']}.pt"
+
+    def evaluation_runs(self, backbone: str, task: str, protocol: str) -> list[dict[str, Any]]:
+        """The probe runs (composed configs) that make up one evaluation.
+
+        With ``reuse_standard_probe`` and the task's standard protocol among the study's evaluations (run
+        first), robustness and pediatric zero-shot evaluate the standard head rather than train the same
+        head again: the same config, seed and training data, so nothing but time changes, and the
+        robustness table's `original` row is the standard table's head by construction. Pediatric
+        fine-tuning is then a run of its own, trained on the pediatric folds."""
+        cfg = self.evaluation_cfg(backbone, task, protocol)
+        reusable = protocol in ("robustness", "pediatric_transfer") and not cfg.get("probe_checkpoint")
+        order = [list(e) for e in self.cfg["evaluations"]]
+        standard_first = (
+            [task, "standard"] in order
+            and [task, protocol] in order
+            and (order.index([task, "standard"]) < order.index([task, protocol]))
+        )
+        if not (self.cfg.get("reuse_standard_probe") and reusable and standard_first):
+            return [cfg]
+        saved = {**copy.deepcopy(cfg), "probe_checkpoint": str(self.standard_probe(backbone, task))}
+        if protocol == "robustness":
+            return [saved]
+        conditions = list(cfg["protocol"]["conditions"])
+        runs = [saved] if "zero_shot" in conditions else []
+        if "fine_tuned" in conditions:
+            runs.append({**cfg, "protocol": {**cfg["protocol"], "conditions": ["fine_tuned"]}})
+        return runs
+
     def evaluate(self) -> None:
         from echojepa.probe.runner import run_probe
 
@@ -232,7 +267,8 @@ class Study:
                 marker = self._marker(backbone, task, protocol)
 
                 def run(backbone=backbone, task=task, protocol=protocol, marker=marker) -> None:
-                    written = run_probe(self.evaluation_cfg(backbone, task, protocol))
+                    runs = self.evaluation_runs(backbone, task, protocol)
+                    written = [p for cfg in runs for p in run_probe(cfg)]
                     atomic_write_text(marker, json.dumps([str(p) for p in written], indent=1))
 
                 self._stage(f"probe {task}/{protocol} on {backbone}", marker.exists, run)

@@ -182,3 +182,35 @@ def test_a_study_built_on_the_demo_drops_the_backbones_it_sets_to_null():
     science, demo = load_study("science"), load_study("demo")
     assert list(science["backbones"]) == ["pixel_stats", "random_vit", "echomae", "echojepa"]
     assert list(demo["backbones"]) == ["pixel_stats", "random_vit", "echomae_demo", "echojepa_demo"]
+
+
+def test_robustness_and_pediatric_zero_shot_evaluate_the_standard_head(study):
+    from echojepa.report.records import load_records
+
+    s, _ = study
+    recs = [r for r in load_records(s.store) if r["task"] == "lvef" and r["backbone"] == "random_vit"]
+    by = {(r["protocol"], r["condition"]): r for r in recs}
+    head = str(s.standard_probe("random_vit", "lvef"))
+    assert by[("robustness", "original")]["evaluation_of"] == head
+    assert by[("pediatric_transfer", "zero_shot")]["evaluation_of"] == head
+    assert by[("pediatric_transfer", "fine_tuned")]["evaluation_of"] is None  # trained on pediatric folds
+    # the robustness table's undegraded row is the standard table's head on the same test videos
+    standard, original = by[("standard", "internal")], by[("robustness", "original")]
+    assert original["metrics"]["mae"]["value"] == pytest.approx(standard["metrics"]["mae"]["value"], rel=1e-6)
+
+
+def test_without_reuse_or_a_standard_evaluation_every_protocol_trains_its_own_probe(tmp_path, monkeypatch):
+    s = Study("tiny", tmp_path)
+    runs = s.evaluation_runs("random_vit", "lvef", "pediatric_transfer")
+    assert [r.get("probe_checkpoint") for r in runs] == [str(s.standard_probe("random_vit", "lvef")), None]
+    assert runs[1]["protocol"]["conditions"] == ["fine_tuned"]
+    assert [r["probe_checkpoint"] for r in s.evaluation_runs("random_vit", "lvef", "robustness")] == [
+        str(s.standard_probe("random_vit", "lvef"))
+    ]
+    assert s.evaluation_runs("random_vit", "view", "sample_efficiency")[0].get("probe_checkpoint") is None
+    for evaluations in ([["lvef", "robustness"]], [["lvef", "robustness"], ["lvef", "standard"]]):
+        monkeypatch.setitem(s.cfg, "evaluations", evaluations)  # no standard head saved before it
+        assert s.evaluation_runs("random_vit", "lvef", "robustness")[0].get("probe_checkpoint") is None
+    monkeypatch.setitem(s.cfg, "evaluations", [["lvef", "standard"], ["lvef", "robustness"]])
+    monkeypatch.setitem(s.cfg, "reuse_standard_probe", False)
+    assert s.evaluation_runs("random_vit", "lvef", "robustness")[0].get("probe_checkpoint") is None
