@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from echojepa.data.clipcache import ClipCache
 from echojepa.data.clips import ClipSpec
 from echojepa.data.datasets import READERS, DatasetError, read_index
 from echojepa.data.index import Record
@@ -146,9 +147,21 @@ def label_tensor(records: Sequence[Record], label: str, classes: Sequence[str] |
     return torch.tensor([float(v) for v in values], dtype=torch.float32)
 
 
-def load_clips(records: Sequence[Record], spec: ClipSpec, size: int, num_workers: int = 0) -> Tensor:
-    """One centred clip per record, resized and centre-cropped to `size`: uint8 `[N, C, T, H, W]`."""
-    dataset = VideoClipDataset(records, spec, Compose([Resize(size), CenterCrop(size)]), mode="center")
+def load_clips(
+    records: Sequence[Record],
+    spec: ClipSpec,
+    size: int,
+    num_workers: int = 0,
+    frame_cache: ClipCache | None = None,
+) -> Tensor:
+    """One centred clip per record, resized and centre-cropped to `size`: uint8 `[N, C, T, H, W]`.
+
+    With `frame_cache` (the pretraining data's decoded-video cache) frames come from each video's entry,
+    as the pretraining clips do: videos the run already warmed are not decoded again, and the others are
+    decoded once and stored for the next run on the same world (the study's second objective, a resume,
+    a recipe trial)."""
+    transform = Compose([Resize(size), CenterCrop(size)])
+    dataset = VideoClipDataset(records, spec, transform, mode="center", frame_cache=frame_cache)
     if num_workers > 0:
         from torch.utils.data import DataLoader
 

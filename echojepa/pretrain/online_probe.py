@@ -2,7 +2,9 @@
 
 A pretraining loss that goes flat says nothing about whether the representation is useful; this
 callback answers that during the run. At fit start it decodes a fixed, seeded, labelled subset of the
-TRAIN split of each probe dataset and a subset of its VAL split (never test). Then, at step 0, every
+TRAIN split of each probe dataset and a subset of its VAL split (never test), through the pretraining
+data's decoded-video cache when `data.cache` is on (the same frames the encoder trains on; a second run
+on the same world decodes nothing). Then, at step 0, every
 `every_n_steps` optimizer steps and at the end, it encodes both with the encoder being trained (the
 EMA target for JEPA, the encoder for MAE; `encoder` in config), pools the tokens keeping time,
 fits a closed-form ridge probe on train (strength by leave-one-out, echojepa.pretrain.closed_form)
@@ -456,6 +458,7 @@ def build_online_probe(cfg: Mapping[str, Any], run_dir: str | Path) -> OnlinePro
     from echojepa.data.datamodules import IMAGENET_MEAN, IMAGENET_STD
     from echojepa.data.datasets import DatasetError
     from echojepa.data.labelled_subset import label_tensor, load_clips, record_label, select
+    from echojepa.pretrain.data import build_clip_cache
 
     data = cfg["data"]
     clip = data["clip"]
@@ -486,12 +489,14 @@ def build_online_probe(cfg: Mapping[str, Any], run_dir: str | Path) -> OnlinePro
                 "class(es), a classifier needs at least 2"
             )
 
+    frame_cache = build_clip_cache(data)  # the pretraining data's decoded videos (None when off)
+
     def load() -> list[OnlineTask]:
         tasks = []
         for name, (task, splits) in picked.items():
             clips = {
                 split: LabelledClips(
-                    video=load_clips(records, spec, size, pcfg.num_workers),
+                    video=load_clips(records, spec, size, pcfg.num_workers, frame_cache),
                     target=label_tensor(records, task.label, task.classes),
                     paths=[str(r.path) for r in records],
                 )

@@ -450,3 +450,31 @@ def test_the_train_command_refuses_a_missing_probe_dataset_in_one_line(synth_wor
     assert len(lines) == 1 and "online_probe.tasks.ef" in lines[0] and "no-echonet" in lines[0], run.stderr
     assert "Traceback" not in run.stderr
     assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]  # no run folder left
+
+
+def test_the_subsets_come_from_the_pretraining_clip_cache_so_a_second_run_decodes_nothing(
+    synth_world, tmp_path, monkeypatch
+):
+    import echojepa.io as eio
+
+    cfg = tiny_cfg("jepa", synth_world)
+    cfg["data"]["cache"] = {"enabled": True, "dir": str(tmp_path / "clipcache")}
+    cfg["online_probe"] = {
+        "enabled": True,
+        "every_n_steps": 5,
+        "num_workers": 0,
+        "tasks": {"ef": {**TASK, "root": str(synth_world / "echonet_dynamic"), "train_size": 3,
+                         "val_size": 2}},
+    }  # fmt: skip
+    first = build_online_probe(cfg, tmp_path / "a")
+    first.on_fit_start(None, build_module(cfg))
+    assert len(list((tmp_path / "clipcache").rglob("*.npy"))) == 5  # one entry per subset video
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cached video was decoded again")
+
+    monkeypatch.setattr(eio, "read_video", no_decoding)
+    second = build_online_probe(cfg, tmp_path / "b")
+    second.on_fit_start(None, build_module(cfg))
+    for a, b in zip(first.tasks, second.tasks):
+        assert torch.equal(a.train.video, b.train.video) and torch.equal(a.val.video, b.val.video)
