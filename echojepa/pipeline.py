@@ -230,7 +230,9 @@ class Study:
 
     def standard_probe(self, backbone: str, task: str) -> Path:
         """The head the standard protocol saved for this backbone and task (echojepa.probe.evaluation)."""
-        return self.store / "probes" / task / backbone / f"standard-internal-seed{self.cfg['seed']}.pt"
+        from echojepa.probe.evaluation import probe_checkpoint_path
+
+        return probe_checkpoint_path(self.store, task, backbone, "standard", "internal", self.cfg["seed"])
 
     def evaluation_runs(self, backbone: str, task: str, protocol: str) -> list[dict[str, Any]]:
         """The probe runs (composed configs) that make up one evaluation.
@@ -278,9 +280,7 @@ class Study:
 
         name = self.cfg["predict_bundle_backbone"]
         out = self.runs / "model" / f"{name}.bundle.pt"
-        probes = {
-            t: self.store / "probes" / t / name / "standard-internal-seed0.pt" for t in ("view", "lvef")
-        }
+        probes = {t: self.standard_probe(name, t) for t in ("view", "lvef")}
         self._stage(
             "model bundle for echojepa-predict",
             out.exists,

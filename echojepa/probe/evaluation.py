@@ -116,6 +116,13 @@ def saved_probe(
     return SavedProbe(str(path), bank, ptask, meta)
 
 
+def probe_checkpoint_path(
+    store: Path, task: str, backbone: str, protocol: str, condition: str, seed: int
+) -> Path:
+    """Where an evaluation run saves its trained probe: <store>/probes/<task>/<backbone>/..."""
+    return Path(store) / "probes" / task / backbone / f"{protocol}-{condition}-seed{int(seed)}.pt"
+
+
 def record(
     ctx: Context,
     *,
@@ -146,7 +153,7 @@ def record(
         ckpt = saved.path if bank is not None else None  # a trivial floor has no probe
         extra = {**(extra or {}), "probe_trained_on": saved.meta["train_dataset"]}
     elif bank is not None and ptask is not None and result is not None:
-        ckpt_path = ctx.store / "probes" / ctx.task["name"] / name / f"{protocol}-{condition}-seed{seed}.pt"
+        ckpt_path = probe_checkpoint_path(ctx.store, ctx.task["name"], name, protocol, condition, seed)
         save_probe(
             ckpt_path,
             bank,
