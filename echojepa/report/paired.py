@@ -91,6 +91,25 @@ def _class_index(path: Path, value: str, classes: list[str], column: str) -> int
     return i
 
 
+def _argmax_as_predicted(path: Path, probs: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The class scores with the run's own predictions as their argmax. The CSV keeps 6 significant
+    digits, which can tie two classes the probe told apart (0.399301 twice); the `prediction` column
+    says which one it chose, so the tied winner gets a nudge far below the rounding. A prediction that
+    is not among the row's top scores is not a tie but a CSV at odds with itself: refused."""
+    rows = np.arange(len(pred))
+    top = probs.max(axis=1)
+    chosen = probs[rows, pred]
+    if np.any(chosen < top):
+        i = int(np.flatnonzero(chosen < top)[0])
+        raise ValueError(f"{path}: row {i + 2} predicts a class that is not its highest probability")
+    ties = (probs == top[:, None]).sum(axis=1) > 1
+    if not ties.any():
+        return probs
+    out = probs.copy()
+    out[rows[ties], pred[ties]] += 1e-9 * np.maximum(top[ties], 1e-12)
+    return out
+
+
 def read_predictions(path: Path) -> Predictions:
     """A predictions CSV as `Predictions`; ValueError naming the file when it lacks what pairing needs
     (an id column, `patient`, `target`, and `prediction` or `prob_<class>` columns)."""
@@ -135,6 +154,9 @@ def read_predictions(path: Path) -> Predictions:
             output = np.array([[float(r[c]) for c in prob_cols] for r in rows])
         except ValueError as err:
             raise ValueError(f"{path}: non-numeric class probability ({err})") from err
+        if "prediction" in fields:
+            pred = [_class_index(path, r["prediction"], classes, "prediction") for r in rows]
+            output = _argmax_as_predicted(path, output, np.asarray(pred, dtype=np.int64))
     else:  # only the predicted class: its one-hot row is all accuracy needs
         pred = [_class_index(path, r["prediction"], classes, "prediction") for r in rows]
         output = np.eye(len(classes))[pred]

@@ -140,3 +140,23 @@ def test_a_csv_without_patients_is_refused_naming_it(tmp_path: Path) -> None:
     path.write_text("id,patient,target,prediction\nr0,a,1,2\nr0,b,1,2\n")
     with pytest.raises(ValueError, match="ids repeat"):
         read_predictions(path)
+
+
+def test_a_tie_left_by_rounded_probabilities_goes_to_the_class_the_run_predicted(tmp_path: Path) -> None:
+    # the science study's 1 % view CSV: two classes at 0.399301 after the CSV's 6 digits, PSAX predicted
+    path = tmp_path / "p.csv"
+    path.write_text(
+        "id,patient,target,prediction,prob_A4C,prob_PLAX,prob_PSAX\n"
+        "r0,a,PSAX,PSAX,0.201398,0.399301,0.399301\n"
+        "r1,b,A4C,A4C,0.9,0.05,0.05\n"
+    )
+    p = read_predictions(path)
+    assert p.output.argmax(axis=1).tolist() == [2, 0]
+    assert p.output[1].tolist() == [0.9, 0.05, 0.05]  # no tie, nothing touched
+
+
+def test_a_prediction_that_is_not_the_top_probability_is_refused_naming_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("id,patient,target,prediction,prob_A4C,prob_PLAX\nr0,a,A4C,PLAX,0.9,0.1\n")
+    with pytest.raises(ValueError, match=r"p\.csv: row 2 predicts"):
+        read_predictions(path)
