@@ -25,8 +25,12 @@ science: $(STAMP)
 science-trials: $(STAMP)
 	$(BIN)/python scripts/demo.py --study science --root science --trials --publish results/science
 
+# The suite on TEST_WORKERS processes (pytest-xdist), one torch thread each (tests/conftest.py): the
+# tests are mostly small ops where two processes use two cores better than two threads in one. loadfile
+# keeps a file's tests on one worker, so a module-scoped fixture (the end-to-end study) is built once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check echojepa tests scripts

@@ -11,6 +11,14 @@ import pytest
 # Tests never reach a tracking server or the network; keep MLflow and Lightning quiet and local.
 os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///:memory:")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# Under pytest-xdist (`make test` runs one worker per core) each worker and the processes its tests spawn
+# use one thread: two workers with two threads each would fight over the two cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
