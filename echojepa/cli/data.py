@@ -133,7 +133,9 @@ def _check(args: argparse.Namespace, console: Console) -> int:
         print(report.dumps())
         return 0 if report.ok else 1
 
-    counts = Table(title=f"{args.format}: {escape(str(args.root))}")
+    # the root on a line of its own, never wrapped: a path must stay whole to be copied
+    console.print(f"{args.format}: {escape(str(args.root))}", soft_wrap=True, style="bold")
+    counts = Table()
     for name in (*report.counts, "excluded", "problems"):
         counts.add_column(name, justify="right")
     counts.add_row(
@@ -206,7 +208,8 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps(info.to_json()))
         return 0
-    table = Table(title=escape(str(args.file)), show_header=False)
+    console.print(escape(str(args.file)), soft_wrap=True, style="bold")  # whole, never wrapped
+    table = Table(show_header=False)
     for key, value in info.to_json().items():
         table.add_row(key, escape(str(value)))
     table.add_row("fps_source", info.fps_source)

@@ -49,7 +49,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _table(r: Mapping[str, Any]) -> Table:
-    t = Table(title=escape(r["file"]), show_header=False, title_justify="left")
+    t = Table(show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value")
     if not r["scorable"]:
@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         console = Console()
         for r in results:
+            # the file on a line of its own, never wrapped: a path must stay whole to be copied
+            console.print(escape(r["file"]), soft_wrap=True, style="bold")
             console.print(_table(r))
     if not any(r["scorable"] for r in results):
         return _fail(f"none of the {len(results)} input(s) could be scored (reasons above)", code=1)

@@ -139,7 +139,8 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     check_config_keys(cfg)
     check_run_inputs(cfg)  # options and checkpoints first: no data indexed, nothing built or written
-    L.seed_everything(cfg.get("seed", 0), workers=True)
+    # quietly: the seed is a logged param already, and a refusal below must stay one line on stderr
+    L.seed_everything(cfg.get("seed", 0), workers=True, verbose=False)
     try:
         datamodule = build_datamodule(cfg)
         datamodule.setup("fit")  # index now: a bad table or an empty train split refuses the run here

@@ -105,6 +105,17 @@ def test_inspect_preview_writes_a_png(tmp_path: Path, capsys) -> None:
     assert "preview" in capsys.readouterr().out
 
 
+def test_inspect_prints_a_long_path_whole_on_one_line(tmp_path: Path, capsys) -> None:
+    from echojepa.io.video import write_video
+
+    deep = tmp_path / ("a_folder_name_long_enough_to_push_the_path_past_any_terminal_width_" * 2)
+    deep.mkdir()
+    path = deep / "clip.avi"
+    write_video(path, _frames(12, 32), 30.0)
+    assert main(["inspect", str(path)]) == 0
+    assert str(path) in capsys.readouterr().out.splitlines()
+
+
 def test_inspect_dicom_never_shows_patient_identifiers(tmp_path: Path, capsys) -> None:
     from echojepa.io.dicom_writer import write_dicom
 
