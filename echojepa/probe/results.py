@@ -125,7 +125,9 @@ def write_record(
         w = csv.writer(buf)
         w.writerow(cols)
         for row in rows:
-            w.writerow([f"{v:.6g}" if isinstance(v, float | np.floating) else v for v in row])
+            # 9 significant digits: every float32 the probe produced reads back exactly, so two classes
+            # it told apart never tie in the CSV and an accuracy recomputed from it is the record's
+            w.writerow([f"{v:.9g}" if isinstance(v, float | np.floating) else v for v in row])
         atomic_write_text(folder / f"{stem}.predictions.csv", buf.getvalue())
         csv_rel = f"{stem}.predictions.csv"
     record = {

@@ -43,8 +43,8 @@ METRIC_BETTER = {
 ID_COLUMNS = ("id", "record_id")  # the runner writes `id`; older stores and fixtures `record_id`
 DEFAULT_RESAMPLES = 1000  # used only when no record states its own n_resamples
 # A CSV reproduces its record's metric when they agree to this tolerance: the runner writes predictions
-# with 6 significant digits, which moves an MAE or an R2 by far less than 1e-4 (relative, or absolute
-# near 0); an accuracy is exact.
+# with 9 significant digits (6 before 2026-12-02), which moves an MAE or an R2 by far less than 1e-4
+# (relative, or absolute near 0); an accuracy is exact (argmax ties: _argmax_as_predicted).
 REPRODUCE_RTOL, REPRODUCE_ATOL = 1e-4, 1e-4
 
 
@@ -92,10 +92,11 @@ def _class_index(path: Path, value: str, classes: list[str], column: str) -> int
 
 
 def _argmax_as_predicted(path: Path, probs: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """The class scores with the run's own predictions as their argmax. The CSV keeps 6 significant
-    digits, which can tie two classes the probe told apart (0.399301 twice); the `prediction` column
-    says which one it chose, so the tied winner gets a nudge far below the rounding. A prediction that
-    is not among the row's top scores is not a tie but a CSV at odds with itself: refused."""
+    """The class scores with the run's own predictions as their argmax. Rounded probabilities can tie
+    two classes the probe told apart (CSVs written with 6 significant digits before 2026-12-02 did:
+    0.399301 twice; or any CSV from elsewhere); the `prediction` column says which one it chose, so the
+    tied winner gets a nudge far below the rounding. A prediction that is not among the row's top
+    scores is not a tie but a CSV at odds with itself: refused."""
     rows = np.arange(len(pred))
     top = probs.max(axis=1)
     chosen = probs[rows, pred]
@@ -268,7 +269,7 @@ def _check_same_items(preds: list[Predictions]) -> None:
 
 
 def _check_reproduces(record: dict, p: Predictions, metric: str, fn: Callable[..., np.ndarray]) -> None:
-    """The CSV must give the record's own metric value (up to the CSV's 6 significant digits), so the
+    """The CSV must give the record's own metric value (up to the CSV's rounding), so the
     paired CI is about the numbers the tables show and not about some other run's predictions."""
     stored = metric_value(record, metric)
     if stored is None:
