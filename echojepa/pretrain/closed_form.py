@@ -3,9 +3,17 @@
 Everything here is pure tensor math (no Lightning, no files), so the online probe callback stays a thin
 shell around it and the tests can check it against numpy.
 
-Pooling keeps time: an echo's phase (systole, diastole) is what EF is about, and a plain clip mean
-throws it away. Encoder tokens `[B, N, D]` on the grid (T', H', W') become the per-time-step means
-`[B, T', D]`, flattened, followed by the clip mean `[B, D]`.
+Pooling keeps time and motion, and is one function for every source: encoder tokens `[B, N, D]` on
+the grid (T', H', W'), and the pixel-statistics reference's cell means (one channel per cell and
+tubelet) alike. It returns the per-time-step spatial means `[B, T', D]` (an echo's phase: systole,
+diastole), the clip mean `[B, D]`, and the motion map: each token position's std over time, averaged to
+at most `motion_cells` x `motion_cells` cells `[B, cells^2, D]`. Why the motion map: the cardiac phase
+at a clip's first frame is arbitrary, so EF (how far the walls move) is an oscillation's amplitude, a
+quadratic function of the time series that no linear readout of the per-time-step means can form. On
+the science world's EF subsets (512 train / 256 val clips, 2026-12-02) a random-init cpu_tiny encoder's
+per-time-step means scored 10.74 val MAE against the train mean's 10.69, its per-position std over
+time 6.16 (`scripts/ef_readout.py`, results/science/ef_readout.json). Before this, only the pixel
+reference had a motion term (each cell's std over frames), which made it look uniquely able to read EF.
 
 The probe is ridge regression with an unpenalised intercept, solved in its dual form (an n x n
 eigendecomposition, n = the train subset, a few hundred at most), so every ridge strength of the grid
@@ -28,28 +36,40 @@ _STD_FLOOR = 1e-6
 _LEVERAGE_FLOOR = 1e-9
 
 
-def time_pooled(tokens: Tensor, grid: tuple[int, int, int]) -> Tensor:
-    """Encoder tokens [B, N, D] (t-major on grid (T', H', W')) -> [B, (T' + 1) * D]:
-    per-time-step spatial means, then the clip mean."""
+def time_pooled(tokens: Tensor, grid: tuple[int, int, int], motion_cells: int = 4) -> Tensor:
+    """Tokens [B, N, D] (t-major on grid (T', H', W')) -> [B, (T' + 1 + c^2) * D], c = min(motion_cells,
+    H', W'): per-time-step spatial means, the clip mean, then each position's std over time averaged
+    to a c x c grid (the motion map; all-zero when T' = 1)."""
     t, h, w = grid
     b, n, d = tokens.shape
     if n != t * h * w:
         raise ValueError(f"{n} tokens do not fill the grid {grid}")
-    per_t = tokens.float().reshape(b, t, h * w, d).mean(dim=2)  # [B, T', D]
-    return torch.cat([per_t.reshape(b, t * d), per_t.mean(dim=1)], dim=1)
+    if motion_cells < 1:
+        raise ValueError(f"motion_cells must be >= 1, got {motion_cells}")
+    x = tokens.float().reshape(b, t, h, w, d)  # [B, T', H', W', D]
+    per_t = x.mean(dim=(2, 3))  # [B, T', D]
+    motion = x.std(dim=1, unbiased=False).permute(0, 3, 1, 2)  # [B, D, H', W']
+    motion = F.adaptive_avg_pool2d(motion, (min(motion_cells, h), min(motion_cells, w)))  # [B, D, c, c]
+    return torch.cat([per_t.reshape(b, t * d), per_t.mean(dim=1), motion.flatten(1)], dim=1)
 
 
-def pixel_time_pooled(video: Tensor, tubelet: int, cells: int) -> Tensor:
-    """Pixel statistics that keep time, the non-learned reference: video [B, C, T, H, W] (any scale)
-    -> [B, T' * cells^2 + cells^2]: mean grey level of each cell of a cells x cells grid per tubelet of
-    frames, then each cell's standard deviation over all frames (how much it moves)."""
+def pixel_tokens(video: Tensor, tubelet: int, cells: int) -> tuple[Tensor, tuple[int, int, int]]:
+    """The non-learned reference as tokens: video [B, C, T, H, W] (any scale) -> one token per tubelet of
+    frames whose channels are the mean grey levels of a cells x cells grid (a thumbnail), [B, T',
+    cells^2] on grid (T', 1, 1), so `time_pooled` treats it exactly as it treats encoder tokens: per
+    tubelet the thumbnail, the clip's mean thumbnail, and each cell's std over time."""
     b, _, t, h, w = video.shape
     if t % tubelet:
         raise ValueError(f"{t} frames do not split into tubelets of {tubelet}")
     grey = video.float().mean(dim=1).reshape(b * t, 1, h, w)  # [B*T, 1, H, W]
-    cell = F.adaptive_avg_pool2d(grey, cells).reshape(b, t, cells * cells)  # [B, T, cells^2]
-    per_t = cell.reshape(b, t // tubelet, tubelet, cells * cells).mean(dim=2)  # [B, T', cells^2]
-    return torch.cat([per_t.reshape(b, -1), cell.std(dim=1)], dim=1)
+    cell = F.adaptive_avg_pool2d(grey, cells).reshape(b, t // tubelet, tubelet, cells * cells)
+    return cell.mean(dim=2), (t // tubelet, 1, 1)  # [B, T', cells^2]
+
+
+def pixel_time_pooled(video: Tensor, tubelet: int, cells: int) -> Tensor:
+    """`time_pooled` of `pixel_tokens`: [B, (T' + 2) * cells^2]."""
+    tokens, grid = pixel_tokens(video, tubelet, cells)
+    return time_pooled(tokens, grid)
 
 
 def standardise(train: Tensor, *others: Tensor) -> tuple[Tensor, ...]:

@@ -6,15 +6,17 @@ TRAIN split of each probe dataset and a subset of its VAL split (never test), th
 data's decoded-video cache when `data.cache` is on (the same frames the encoder trains on; a second run
 on the same world decodes nothing). Then, at step 0, every
 `every_n_steps` optimizer steps and at the end, it encodes both with the encoder being trained (the
-EMA target for JEPA, the encoder for MAE; `encoder` in config), pools the tokens keeping time,
+EMA target for JEPA, the encoder for MAE; `encoder` in config), pools the tokens keeping time and
+motion (per-time-step means, clip mean, each position's std over time: closed_form.time_pooled),
 fits a closed-form ridge probe on train (strength by leave-one-out, echojepa.pretrain.closed_form)
 and scores validation: `online/view_acc`, `online/ef_mae`, with `online/seconds` (this evaluation's
 wall time) and `online/cost_frac` (all time spent here, decoding included, over the run's wall time).
 
 At the first evaluation it also scores three references on the same subsets, logged as
 `online_ref/<source>_<metric>`: a freshly initialised encoder of the same architecture (the floor a
-run must rise above; for a run from scratch it is also what step 0 shows), pixel statistics that
-keep time, and the trivial predictor (majority class / train mean).
+run must rise above; for a run from scratch it is also what step 0 shows), pixel statistics pooled by
+the very same function (a cells x cells thumbnail per tubelet as its token), and the trivial
+predictor (majority class / train mean).
 
 Metrics go to the trainer's loggers (MLflow or Lightning's CSV, next to train/loss and the collapse
 monitor) at the step they describe, and to `<run_dir>/online_probe.csv` for the report.
@@ -122,20 +124,25 @@ class OnlineProbeConfig:
     seed: int = 0
     references: bool = True
     pixel_cells: int = 8
+    motion_cells: int = 4
     num_workers: int = 0
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> OnlineProbeConfig:
         cfg = _from_dict(cls, raw, "online_probe")
-        for name in ("every_n_steps", "batch_size", "seed", "pixel_cells", "num_workers"):
+        for name in ("every_n_steps", "batch_size", "seed", "pixel_cells", "motion_cells", "num_workers"):
             _require_int(getattr(cfg, name), f"online_probe.{name}")
         if cfg.encoder not in ENCODERS:
             raise OnlineProbeInputError(
                 f"online_probe.encoder: {cfg.encoder!r} is not one of {list(ENCODERS)}"
             )
-        if min(cfg.every_n_steps, cfg.batch_size, cfg.pixel_cells) < 1 or cfg.num_workers < 0:
+        if (
+            min(cfg.every_n_steps, cfg.batch_size, cfg.pixel_cells, cfg.motion_cells) < 1
+            or cfg.num_workers < 0
+        ):
             raise OnlineProbeInputError(
-                "online_probe: every_n_steps, batch_size and pixel_cells must be >= 1, num_workers >= 0"
+                "online_probe: every_n_steps, batch_size, pixel_cells and motion_cells must be >= 1, "
+                "num_workers >= 0"
             )
         if not cfg.alphas or any(a <= 0 for a in cfg.alphas):
             raise OnlineProbeInputError("online_probe.alphas: needs at least one strength, all > 0")
@@ -215,6 +222,7 @@ class OnlineProbe(L.Callback):
         std: Sequence[float] = (0.229, 0.224, 0.225),
         references: bool = True,
         pixel_cells: int = 8,
+        motion_cells: int = 4,
         seed: int = 0,
         csv_path: str | Path | None = None,
         setup_seconds: float = 0.0,
@@ -230,6 +238,7 @@ class OnlineProbe(L.Callback):
         self.mean, self.std = tuple(mean), tuple(std)
         self.references = references
         self.pixel_cells = int(pixel_cells)
+        self.motion_cells = int(motion_cells)
         self.seed = int(seed)
         self.csv_path = Path(csv_path) if csv_path is not None else None
         self.history: list[dict[str, Any]] = []  # one row per (step, source), as in the CSV
@@ -314,7 +323,7 @@ class OnlineProbe(L.Callback):
     def _encode_fn(self, encoder: nn.Module) -> Callable[[Tensor], Tensor]:
         def encode(video: Tensor) -> Tensor:
             tokens = encoder(video)  # [B, N, D]
-            return time_pooled(tokens, encoder.input_grid(video))
+            return time_pooled(tokens, encoder.input_grid(video), self.motion_cells)
 
         return encode
 
@@ -517,6 +526,7 @@ def build_online_probe(cfg: Mapping[str, Any], run_dir: str | Path) -> OnlinePro
         std=norm.get("std", IMAGENET_STD),
         references=pcfg.references,
         pixel_cells=pcfg.pixel_cells,
+        motion_cells=pcfg.motion_cells,
         seed=pcfg.seed,
         csv_path=Path(run_dir) / "online_probe.csv",
         setup_seconds=time.perf_counter() - t0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from echojepa.pretrain.build import build_module
 from echojepa.pretrain.closed_form import (
     fit_and_score,
     pixel_time_pooled,
+    pixel_tokens,
     ridge_path,
     time_pooled,
     trivial_score,
@@ -78,20 +80,50 @@ def test_time_pooling_keeps_each_time_step_apart():
     # token value = its time step (t-major token order), so block t of the features must equal t
     tokens = torch.arange(3).repeat_interleave(4).float()[None, :, None].expand(2, 12, 5)
     feats = time_pooled(tokens, grid)
-    assert feats.shape == (2, (3 + 1) * 5)
+    assert feats.shape == (2, (3 + 1 + 4) * 5)  # per-time means, clip mean, 2 x 2 motion map
     for t in range(3):
         assert torch.all(feats[:, t * 5 : (t + 1) * 5] == t)
-    assert torch.all(feats[:, 15:] == 1.0)  # the clip mean comes last
+    assert torch.all(feats[:, 15:20] == 1.0)  # then the clip mean
+    torch.testing.assert_close(feats[:, 20:], torch.full((2, 20), (2 / 3) ** 0.5))  # std of 0, 1, 2
+    assert time_pooled(tokens, grid, motion_cells=1).shape == (2, (3 + 1 + 1) * 5)
     with pytest.raises(ValueError, match="grid"):
         time_pooled(tokens, (2, 2, 2))
 
 
-def test_pixel_pooling_keeps_time_and_motion():
+def test_the_motion_map_reads_an_oscillation_amplitude_that_the_time_means_cannot():
+    # EF-like target: how far each clip's tokens swing, at a random phase (the cycle's position at the
+    # clip's first frame is arbitrary), so the mean of every time step carries no trace of it
+    g = torch.Generator().manual_seed(0)
+    n, t, d = 160, 8, 3
+    amplitude = 1 + 4 * torch.rand(n, generator=g)
+    phase = 2 * math.pi * torch.rand(n, generator=g)
+    wave = torch.sin(phase[:, None] + 2 * math.pi * torch.arange(t) / t)  # [n, t]
+    tokens = (amplitude[:, None] * wave)[:, :, None, None].expand(n, t, 4, d).reshape(n, t * 4, d)
+    tokens = tokens + 0.1 * torch.randn(n, t * 4, d, generator=g)
+    feats = time_pooled(tokens, (t, 2, 2))
+    means_only = feats[:, : (t + 1) * d]
+    alphas = [1e-3, 1e-1, 10.0]
+    floor = trivial_score("regression", amplitude[:100], amplitude[100:])
+    with_motion = fit_and_score(
+        "regression", feats[:100], amplitude[:100], feats[100:], amplitude[100:], alphas
+    )
+    without = fit_and_score(
+        "regression", means_only[:100], amplitude[:100], means_only[100:], amplitude[100:], alphas
+    )
+    assert with_motion.value < 0.2 * floor
+    assert without.value > 0.8 * floor
+
+
+def test_pixel_pooling_is_the_encoder_pooling_of_a_thumbnail_per_tubelet():
     video = torch.zeros(1, 3, 4, 8, 8)
     video[:, :, 2:] = 1.0  # dark first tubelet, bright second
+    tokens, grid = pixel_tokens(video, tubelet=2, cells=2)
+    assert tokens.shape == (1, 2, 4) and grid == (2, 1, 1)
     feats = pixel_time_pooled(video, tubelet=2, cells=2)
-    assert feats.shape == (1, 2 * 4 + 4)
-    assert torch.all(feats[0, :4] == 0) and torch.all(feats[0, 4:8] == 1) and torch.all(feats[0, 8:] > 0)
+    torch.testing.assert_close(feats, time_pooled(tokens, grid))
+    assert feats.shape == (1, (2 + 1 + 1) * 4)
+    assert torch.all(feats[0, :4] == 0) and torch.all(feats[0, 4:8] == 1)
+    assert torch.all(feats[0, 8:12] == 0.5) and torch.all(feats[0, 12:] == 0.5)  # clip mean, std over time
 
 
 def test_a_probe_on_an_informative_feature_beats_chance_and_the_trivial_predictor():
