@@ -136,12 +136,13 @@ class ProbeBank(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """What every backbone's probe is, for records: kind, width, input width, depth, position code,
-        token grid, spatial pooling, trainable parameters per head and number of heads."""
+        token grid, spatial pooling, motion tokens, trainable parameters per head and number of heads."""
         h = self.head_kwargs
         return {
             "kind": self.kind, "width": int(h["embed_dim"]), "in_dim": h.get("in_dim"),
             "depth": h.get("depth"), "position": h.get("position"), "token_grid": h.get("token_grid"),
-            "space_grid": h.get("space_grid"), "trainable_params": self.trainable_parameters(),
+            "space_grid": h.get("space_grid"), "motion": bool(h.get("motion", False)),
+            "trainable_params": self.trainable_parameters(),
             "heads": len(self),
         }  # fmt: skip
 

@@ -52,6 +52,7 @@ class ProbeConfig:
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     task_depth: dict = field(default_factory=dict)  # task name -> attentive depth
     task_space_grid: dict = field(default_factory=dict)  # task name -> [rows, cols] (probe/space_pool.py)
+    task_motion: dict = field(default_factory=dict)  # task name -> motion tokens on/off (probe/motion.py)
     grid_preset: str | None = None  # which of `grids` is `grid` (by interpolation)
     grids: dict[str, GridConfig] = field(default_factory=dict)
     min_steps: int = 0

@@ -22,6 +22,9 @@ One probe for every backbone
     blocks (depth >= 2) the probe can relate tokens across time, and every block knows where each token is.
     With ``space_grid`` the tokens are first averaged over space to that coarser grid
     (``echojepa.probe.space_pool``): a cheaper probe for temporal tasks that still keeps time.
+    With ``motion`` the attentive probe also attends over motion tokens (``echojepa.probe.motion``): per
+    segment and grid position, the projected tokens' std over time, a fixed function that hands the
+    probe how far each place moves (EF is an oscillation's amplitude at an arbitrary phase).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
+from echojepa.probe.motion import append_motion_tokens
 from echojepa.probe.pooler import AttentivePooler
 from echojepa.probe.position import POSITION_KINDS, spacetime_code
 from echojepa.probe.project import TokenProjection
@@ -138,6 +142,7 @@ class AttentiveProbe(StackableHead):
         position: str = "none",
         position_periods: Sequence[float] = (8.0, 1.0 / 32),
         space_grid: Sequence[int] | None = None,
+        motion: bool = False,
     ) -> None:
         token_grid = None if token_grid is None else [int(g) for g in token_grid]
         space_grid = None if space_grid is None else [int(g) for g in space_grid]
@@ -145,7 +150,7 @@ class AttentiveProbe(StackableHead):
             embed_dim=embed_dim, out_dim=out_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
             num_queries=num_queries, norm_eps=norm_eps, init_std=init_std, in_dim=in_dim,
             token_grid=token_grid, position=position, position_periods=[float(p) for p in position_periods],
-            space_grid=space_grid,
+            space_grid=space_grid, motion=bool(motion),
         )  # fmt: skip
         if depth < 1 or num_queries < 1:
             raise ValueError(f"depth ({depth}) and num_queries ({num_queries}) must be >= 1")
@@ -155,6 +160,7 @@ class AttentiveProbe(StackableHead):
             raise ValueError(f"position must be one of {POSITION_KINDS}, got {position!r}")
         self.token_grid, self.position = token_grid, position
         self.space_grid = space_grid
+        self.motion = bool(motion)
         # the grid the probe attends over: the backbone's, or its spatial pooling (space_pool.py)
         self.probe_grid = probe_grid(token_grid, space_grid)
         self.position_periods = tuple(float(p) for p in position_periods)
@@ -175,14 +181,22 @@ class AttentiveProbe(StackableHead):
             last = len(self.pooler.blocks) + 1
             self.pooler.cross_attention_block.mlp.fc2.weight.div_(math.sqrt(2.0 * last))
 
-    def embed_tokens(self, tokens: Tensor) -> Tensor:
-        """Backbone tokens [..., L, in_dim] -> probe tokens [..., L, D]: the fixed projection, plus the
-        space-time code of L tokens (as many whole token grids as L holds: the segments in order)."""
+    def embed_tokens(
+        self, tokens: Tensor, key_padding_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Backbone tokens [B, L, in_dim] -> probe tokens [B, L (+ M), D] and their padding mask: the fixed
+        projection, plus the space-time code of L tokens (as many whole token grids as L holds: the
+        segments in order); with ``motion``, then the M motion tokens (echojepa.probe.motion)."""
         x = self.project(tokens)
-        if self.position == "none":
-            return x
-        code = spacetime_code(x.shape[-2], self.probe_grid, x.shape[-1], self.position_periods)
-        return x + code.to(device=x.device, dtype=x.dtype)
+        content = x
+        if self.position != "none":
+            code = spacetime_code(x.shape[-2], self.probe_grid, x.shape[-1], self.position_periods)
+            x = x + code.to(device=x.device, dtype=x.dtype)
+        if not self.motion:
+            return x, key_padding_mask
+        return append_motion_tokens(
+            x, content, key_padding_mask, self.probe_grid, self.position, self.position_periods
+        )
 
     def pool(self, tokens: Tensor, key_padding_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """[B, L, in_dim] -> [B, L', in_dim]: the spatial pooling to ``space_grid`` (identity without one)."""
@@ -195,7 +209,8 @@ class AttentiveProbe(StackableHead):
     def stacked_forward(self, params, tokens, key_padding_mask=None, presence=None, generator=None):
         _single_view_only(self.kind, presence)
         tokens, key_padding_mask = self.pool(*_flatten_segments(tokens, key_padding_mask))
-        return self.pooled_forward(params, self.embed_tokens(tokens), key_padding_mask, shared=True)
+        x, key_padding_mask = self.embed_tokens(tokens, key_padding_mask)
+        return self.pooled_forward(params, x, key_padding_mask, shared=True)
 
     def pooled_forward(
         self, params: Params, x: Tensor, key_padding_mask: Tensor | None, shared: bool
@@ -215,15 +230,17 @@ class AttentiveProbe(StackableHead):
         """Cross-attention weights of this head's query over the tokens, per attention head (averaged
         over queries when there are several): tokens [B, N, D] or [B, S, N, D] -> [B, heads, N] (S*N
         for segments, in token order; the pooled tokens with ``space_grid``). Padded tokens get weight 0;
-        each row sums to 1."""
+        each row sums to 1, less what went to the motion tokens with ``motion`` (not returned: they have
+        no place in the clip)."""
         tokens, key_padding_mask = self.pool(*_flatten_segments(tokens, key_padding_mask))
         _check_padding(key_padding_mask, tokens.shape[0], tokens.shape[1])
-        tokens = self.embed_tokens(tokens)
+        num_content = tokens.shape[1]
+        tokens, key_padding_mask = self.embed_tokens(tokens, key_padding_mask)
         if key_padding_mask is not None:
             tokens = tokens.masked_fill(key_padding_mask.unsqueeze(-1), 0.0)
         params = {n: p.unsqueeze(0) for n, p in self.named_parameters()}
         weights = self.pooler.stacked_attention(sub_params(params, "pooler"), tokens, key_padding_mask, True)
-        return weights[0].mean(dim=1)  # [B, heads, N]
+        return weights[0].mean(dim=1)[..., :num_content]  # [B, heads, N]
 
 
 class LinearProbe(StackableHead):

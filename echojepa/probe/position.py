@@ -40,12 +40,12 @@ def cell_positions(grid: Sequence[int], segments: int) -> Tensor:
     return torch.stack([time, (h_idx + 0.5) / h, (w_idx + 0.5) / w], dim=-1).reshape(-1, 3).double()
 
 
-@functools.lru_cache(maxsize=64)
-def _code(grid: tuple[int, int, int], segments: int, width: int, periods: tuple[float, float]) -> Tensor:
-    longest, shortest = periods
+def code_at(pos: Tensor, width: int, periods: Sequence[float]) -> Tensor:
+    """[L, width] float32: the code of L (time, row, column) positions in clip units ([L, 3])."""
+    longest, shortest = (float(p) for p in periods)
     if not longest > shortest > 0:
-        raise ValueError(f"position periods must be longest > shortest > 0, got {periods}")
-    pos = cell_positions(grid, segments)  # [L, 3]
+        raise ValueError(f"position periods must be longest > shortest > 0, got {tuple(periods)}")
+    pos = pos.double()
     per_axis = width // 6
     out = torch.zeros(pos.shape[0], width, dtype=torch.float64)
     if per_axis == 0:
@@ -58,6 +58,11 @@ def _code(grid: tuple[int, int, int], segments: int, width: int, periods: tuple[
         out[:, start : start + per_axis] = angle.sin()
         out[:, start + per_axis : start + 2 * per_axis] = angle.cos()
     return out.float()
+
+
+@functools.lru_cache(maxsize=64)
+def _code(grid: tuple[int, int, int], segments: int, width: int, periods: tuple[float, float]) -> Tensor:
+    return code_at(cell_positions(grid, segments), width, periods)
 
 
 def spacetime_code(

@@ -8,8 +8,8 @@ One probe for every backbone: heads are built at ``probe.width`` whatever the ba
 take its tokens through a fixed projection fit on the cached TRAIN tokens (``echojepa.probe.project``;
 fit once per train cache entry and run, labels never read); attentive heads get the backbone's token grid
 for their fixed space-time position code. ``probe.task_depth`` sets the attentive depth per task and
-``probe.task_space_grid`` its spatial pooling (``echojepa.probe.space_pool``); both chosen on validation,
-see conf/probe/.
+``probe.task_space_grid`` its spatial pooling (``echojepa.probe.space_pool``), ``probe.task_motion`` its
+motion tokens (``echojepa.probe.motion``); all chosen on validation, see conf/probe/.
 
 Augmented training views (``probe.aug_views`` = k > 0): the train split is cached k times with the
 training transform, and epoch e trains on view ``aug_view_for_epoch(e, k, seed)``.
@@ -52,7 +52,8 @@ def bank_config(
     probe: Mapping[str, Any], task: Mapping[str, Any], kind: str | None, views: list[str]
 ) -> dict[str, Any]:
     """The probe config a bank is built from for this task: the task's attentive depth
-    (``probe.task_depth``) and spatial pooling (``probe.task_space_grid``), and for multi-view kinds the
+    (``probe.task_depth``), spatial pooling (``probe.task_space_grid``) and motion tokens
+    (``probe.task_motion``), and for multi-view kinds the
     task's views, clips and view dropout."""
     cfg = dict(probe)
     head = dict(probe.get("head") or {})
@@ -62,6 +63,13 @@ def bank_config(
     space = (probe.get("task_space_grid") or {}).get(task["name"])
     if space is not None and (kind or probe["kind"]) in ATTENTIVE_KINDS:
         head["space_grid"] = [int(g) for g in space]  # spatial pooling chosen on validation (conf/probe/)
+    if (probe.get("task_motion") or {}).get(task["name"]):
+        if (kind or probe["kind"]) != "attentive":
+            raise ValueError(
+                f"probe.task_motion.{task['name']}: motion tokens are an attentive-probe stage; "
+                f"probe kind {kind or probe['kind']!r} has none (probe/motion.py)"
+            )
+        head["motion"] = True  # motion tokens chosen on validation for this task (conf/probe/)
     multiview = kind or probe["kind"]
     if multiview in ("multiview", "late_fusion"):
         # the views, clips per view and view dropout are the task's (conf/task: multiview), never the probe's
