@@ -1,7 +1,6 @@
 """The EMA update on FSDP2-sharded encoders equals the unsharded update (2 CPU ranks over gloo)."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -29,9 +28,10 @@ def _expected(momentum: float) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in target.state_dict().items()}
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str, momentum: float) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _worker(rank: int, world: int, out_dir: str, momentum: float) -> None:
+    # a file rendezvous in the test's own folder: no TCP port to race for with a parallel test worker
+    rendezvous = f"file://{os.path.join(out_dir, 'rendezvous')}"
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=world)
     try:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
@@ -58,16 +58,10 @@ def _worker(rank: int, world: int, port: int, out_dir: str, momentum: float) -> 
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not built in")
 def test_sharded_ema_matches_unsharded(tmp_path):
     momentum = 0.9
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), momentum), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path), momentum), nprocs=2, join=True)
     sharded = torch.load(tmp_path / "sharded.pt", weights_only=True)
     expected = _expected(momentum)
     assert sharded.keys() == expected.keys()
