@@ -375,8 +375,15 @@ class Study:
         report = self.runs / "report"
         if (report / "report.md").exists():  # a --trials run has no report yet
             copy(report / "report.md", "report.md")
-        for png in sorted((report / "figures").glob("*.png")):
+        fresh = sorted((report / "figures").glob("*.png"))
+        for png in fresh:
             copy(png, f"figures/{png.name}")
+        # a figure an earlier publish wrote and this report no longer draws (an attention map whose
+        # file name carries the prediction) would sit in the folder unreferenced: drop it
+        for stale in sorted(
+            set((dest / "figures").glob("*.png")) - {dest / "figures" / p.name for p in fresh}
+        ):
+            stale.unlink()
         summary_path = self.runs / "study-summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         found = {"study-summary.json": summary_path, "recipes.json": self.runs / "recipes" / "recipes.json"}

@@ -84,6 +84,18 @@ def test_publish_copies_results_and_provenance_but_no_caches(study, tmp_path):
     assert provenance["wall_s"] is not None and provenance["date"]
 
 
+def test_publish_again_drops_figures_the_new_report_no_longer_draws(study, tmp_path):
+    s, _ = study
+    dest = tmp_path / "published"
+    (dest / "figures").mkdir(parents=True)
+    stale = dest / "figures" / "Probe_attention_on_x.dcm_predicted_view_A3C.png"
+    stale.write_bytes(b"old")
+    s.publish(dest, command="scripts/demo.py --study tiny")
+    assert not stale.exists()
+    drawn = {p.name for p in (s.runs / "report" / "figures").glob("*.png")}
+    assert {p.name for p in (dest / "figures").glob("*.png")} == drawn
+
+
 def test_predict_on_synthetic_dicom_and_avi_without_identifiers(study, capsys):
     from echojepa.cli.predict import main as predict_main
 

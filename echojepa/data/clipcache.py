@@ -21,12 +21,12 @@ decoded and resized the same way without being stored.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import math
 import os
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,16 +39,12 @@ import torch.nn.functional as F
 
 import echojepa.io as eio
 from echojepa.data.datasets import DatasetError
-from echojepa.io.atomic import atomic_write, atomic_write_text
+from echojepa.data.npy_entry import EntryError, read_entry, remove_entry, write_entry
 from echojepa.io.types import VideoReadError
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-
-
-class ClipCacheError(Exception):
-    """A cache entry that cannot be trusted; the message names the file and the reason."""
 
 
 def stored_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -170,6 +166,17 @@ class ClipCache:
         self._allowance: tuple[int, int] | None = None  # (pid, byte limit of this process's share)
         self._source: str | None = None
         self._open: OrderedDict[str, CachedVideo] = OrderedDict()
+        self._stores = True  # False in a reading_only() view: a miss is decoded per item, not stored
+
+    def reading_only(self) -> ClipCache:
+        """A view of the same entries that builds none: a hit reads its entry, a miss decodes only the
+        frames asked for, shrunk exactly as an entry would hold them (the same pixels either way). For
+        readers of a few clips per video that the run itself will never read again (the online probes'
+        validation and EF subsets): storing a whole video for one clip costs twice a direct decode."""
+        view = copy.copy(self)
+        view._open = OrderedDict()
+        view._stores = False
+        return view
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -205,8 +212,8 @@ class ClipCache:
 
     # ----- reading --------------------------------------------------------------------------------
     def open(self, path: str | os.PathLike[str]) -> CachedVideo | DirectVideo:
-        """The video's frames at the stored size: its entry (built on a miss), or, past the budget, a
-        reader that decodes on demand with the same pixels."""
+        """The video's frames at the stored size: its entry (built on a miss), or, past the budget or in
+        a reading_only() view, a reader that decodes on demand with the same pixels."""
         parts = self.key_parts(path)
         key = self.key(parts)
         hit = self._open.get(key)
@@ -214,7 +221,7 @@ class ClipCache:
             self._open.move_to_end(key)
             return hit
         entry = self._load(key, parts)
-        if entry is None:
+        if entry is None and self._stores:
             entry = self._build(Path(path), key, parts)
         if entry is None:
             return DirectVideo(Path(path), self.short_side, self.interpolation)
@@ -229,31 +236,11 @@ class ClipCache:
         if not meta_path.is_file():
             return None
         try:
-            return self._verified(npy, meta_path, parts)
-        except ClipCacheError as exc:
+            frames, meta = read_entry(npy, meta_path, parts)
+        except EntryError as exc:
             log.warning("clip cache: %s; rebuilding the entry", exc)
-            npy.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
+            remove_entry(npy, meta_path)
             return None
-
-    def _verified(self, npy: Path, meta_path: Path, parts: dict[str, Any]) -> CachedVideo:
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ClipCacheError(f"{meta_path}: unreadable entry metadata ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("key") != parts:
-            raise ClipCacheError(f"{meta_path}: metadata does not match the video's key")
-        try:
-            frames = np.load(npy, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ClipCacheError(f"{npy}: unreadable frames ({exc})") from None
-        if frames.dtype != np.uint8 or list(frames.shape) != meta.get("shape"):
-            raise ClipCacheError(
-                f"{npy}: frames {frames.dtype} {list(frames.shape)} differ from the recorded "
-                f"uint8 {meta.get('shape')}"
-            )
-        if zlib.crc32(frames.reshape(-1)) != meta.get("crc32"):
-            raise ClipCacheError(f"{npy}: frames do not match their crc32 (damaged)")
         return CachedVideo(frames=frames, fps=float(meta["fps"]))
 
     # ----- writing --------------------------------------------------------------------------------
@@ -275,14 +262,7 @@ class ClipCache:
             chunks.append(shrink_frames(decoded.frames, hw, self.interpolation))
         frames = np.concatenate(chunks)  # [F, h, w, 3]
         npy, meta_path = self.entry_paths(key)
-        atomic_write(npy, lambda f: np.save(f, frames, allow_pickle=False))
-        meta = {
-            "key": parts,
-            "shape": list(frames.shape),
-            "fps": float(info.fps),
-            "crc32": zlib.crc32(frames.reshape(-1)),
-        }
-        atomic_write_text(meta_path, json.dumps(meta, indent=1))  # last: the entry exists from here on
+        write_entry(npy, meta_path, frames, parts, fps=float(info.fps))
         self._used += frames.nbytes
         return CachedVideo(frames=np.load(npy, mmap_mode="r", allow_pickle=False), fps=float(info.fps))
 

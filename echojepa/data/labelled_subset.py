@@ -31,6 +31,7 @@ from echojepa.data.clipcache import ClipCache
 from echojepa.data.clips import ClipSpec
 from echojepa.data.datasets import READERS, DatasetError, read_index
 from echojepa.data.index import Record
+from echojepa.data.subset_store import SubsetStore
 from echojepa.data.torchdata import VideoClipDataset
 from echojepa.data.transforms import CenterCrop, Compose, Resize
 
@@ -156,10 +157,28 @@ def load_clips(
 ) -> Tensor:
     """One centred clip per record, resized and centre-cropped to `size`: uint8 `[N, C, T, H, W]`.
 
-    With `frame_cache` (the pretraining data's decoded-video cache) frames come from each video's entry,
-    as the pretraining clips do: videos the run already warmed are not decoded again, and the others are
-    decoded once and stored for the next run on the same world (the study's second objective, a resume,
-    a recipe trial)."""
+    With `frame_cache` (the pretraining data's decoded-video cache) frames come from each video's entry
+    where one exists (the videos the pretraining run warmed), as the pretraining clips do, and are
+    otherwise decoded per clip with the very same pixels, without storing the whole video (a probe reads
+    one clip of it; echojepa.data.clipcache.ClipCache.reading_only). The finished subset is then kept in
+    the cache's subset store (echojepa.data.subset_store), so the next run on the same world (the study's
+    second objective, a resume, a recipe trial) decodes nothing."""
+    store = SubsetStore(frame_cache) if frame_cache is not None else None
+    if store is not None:
+        parts = store.key_parts([r.path for r in records], spec, size)
+        stored = store.load(parts)
+        if stored is not None:
+            return stored
+    reader = frame_cache.reading_only() if frame_cache is not None else None
+    video = _decode_clips(records, spec, size, num_workers, reader)
+    if store is not None:
+        store.save(parts, video)
+    return video
+
+
+def _decode_clips(
+    records: Sequence[Record], spec: ClipSpec, size: int, num_workers: int, frame_cache: ClipCache | None
+) -> Tensor:
     transform = Compose([Resize(size), CenterCrop(size)])
     dataset = VideoClipDataset(records, spec, transform, mode="center", frame_cache=frame_cache)
     if num_workers > 0:

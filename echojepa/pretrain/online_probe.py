@@ -2,9 +2,10 @@
 
 A pretraining loss that goes flat says nothing about whether the representation is useful; this
 callback answers that during the run. At fit start it decodes a fixed, seeded, labelled subset of the
-TRAIN split of each probe dataset and a subset of its VAL split (never test), through the pretraining
-data's decoded-video cache when `data.cache` is on (the same frames the encoder trains on; a second run
-on the same world decodes nothing). Then, at step 0, every
+TRAIN split of each probe dataset and a subset of its VAL split (never test), reading the pretraining
+data's decoded-video cache when `data.cache` is on (the same frames the encoder trains on) and keeping
+the decoded subsets beside it, so a second run on the same world decodes nothing
+(echojepa.data.labelled_subset.load_clips). Then, at step 0, every
 `every_n_steps` optimizer steps and at the end, it encodes both with the encoder being trained (the
 EMA target for JEPA, the encoder for MAE; `encoder` in config), pools the tokens keeping time and
 motion (per-time-step means, clip mean, each position's std over time: closed_form.time_pooled),
@@ -13,8 +14,9 @@ and scores validation: `online/view_acc`, `online/ef_mae`, with `online/seconds`
 wall time) and `online/cost_frac` (all time spent here, decoding included, over the run's wall time).
 
 At the first evaluation it also scores three references on the same subsets, logged as
-`online_ref/<source>_<metric>`: a freshly initialised encoder of the same architecture (the floor a
-run must rise above; for a run from scratch it is also what step 0 shows), pixel statistics pooled by
+`online_ref/<source>_<metric>`: a randomly initialised encoder of the same architecture (the floor a
+run must rise above: for a run from scratch its own step-0 encoder, scored once for both rows; after
+imported weights or a resume past step 0, a fresh init seeded by `seed`), pixel statistics pooled by
 the very same function (a cells x cells thumbnail per tubelet as its token), and the trivial
 predictor (majority class / train mean).
 
@@ -226,6 +228,7 @@ class OnlineProbe(L.Callback):
         seed: int = 0,
         csv_path: str | Path | None = None,
         setup_seconds: float = 0.0,
+        from_scratch: bool = False,
     ) -> None:
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
@@ -240,6 +243,9 @@ class OnlineProbe(L.Callback):
         self.pixel_cells = int(pixel_cells)
         self.motion_cells = int(motion_cells)
         self.seed = int(seed)
+        # a run from its own random init: at step 0 the probed encoder IS a random-init encoder of the
+        # architecture, so the random_init reference is that very score (no second encoding pass)
+        self.from_scratch = bool(from_scratch)
         self.csv_path = Path(csv_path) if csv_path is not None else None
         self.history: list[dict[str, Any]] = []  # one row per (step, source), as in the CSV
         self.online_seconds = float(setup_seconds)  # everything spent here, index reading included
@@ -312,7 +318,7 @@ class OnlineProbe(L.Callback):
                 encoder.reshard()
             rows.append({"step": step, "source": name, **row})
             if self.references and not any(r["source"] in REFERENCES for r in self.history):
-                refs = self._reference_scores(trainer, pl_module, encoder, row)
+                refs = self._reference_scores(trainer, pl_module, encoder, row, step)
                 rows.extend({"step": step, "source": s, **r} for s, r in refs)
         seconds = time.perf_counter() - t0
         self.online_seconds += seconds
@@ -365,11 +371,17 @@ class OnlineProbe(L.Callback):
         return row
 
     def _reference_scores(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, probed: nn.Module, probed_row: dict
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        probed: nn.Module,
+        probed_row: dict,
+        step: int,
     ) -> list[tuple[str, dict[str, float]]]:
         out = []
-        reference = self._random_encoder(pl_module)
-        if reference is not None:
+        if self.from_scratch and step == 0:
+            out.append(("random_init", dict(probed_row)))
+        elif (reference := self._random_encoder(pl_module)) is not None:
             reference = reference.to(pl_module.device).eval()
             # A run from scratch seeded like the reference starts from these very weights: reuse its score
             same = _same_weights(reference, probed)
@@ -446,8 +458,12 @@ def history_csv(history: Sequence[Mapping[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- from a plain config
 
 
-def build_online_probe(cfg: Mapping[str, Any], run_dir: str | Path) -> OnlineProbe | None:
+def build_online_probe(
+    cfg: Mapping[str, Any], run_dir: str | Path, from_scratch: bool = False
+) -> OnlineProbe | None:
     """The callback for a pretraining config (None when `online_probe` is absent or disabled).
+    `from_scratch`: the run starts from its own random init (no imported weights), so the random-init
+    reference is its step-0 score.
 
     Reads every task's index and draws its subsets now, so a missing root, an empty split or an unknown
     key is refused before training starts (OnlineProbeInputError, one line); the clips themselves are
@@ -530,4 +546,5 @@ def build_online_probe(cfg: Mapping[str, Any], run_dir: str | Path) -> OnlinePro
         seed=pcfg.seed,
         csv_path=Path(run_dir) / "online_probe.csv",
         setup_seconds=time.perf_counter() - t0,
+        from_scratch=from_scratch,
     )

@@ -146,7 +146,8 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         datamodule.setup("fit")  # index now: a bad table or an empty train split refuses the run here
     except (DatasetError, NotASyntheticWorldError) as exc:
         raise PretrainInputError(str(exc)) from None
-    online_probe = build_online_probe(cfg, run_dir)  # its datasets are refused here too, before any write
+    # its datasets are refused here too, before any write
+    online_probe = build_online_probe(cfg, run_dir, from_scratch=not cfg.get("init_from"))
     run_dir.mkdir(parents=True, exist_ok=True)
     module = build_module(cfg)
     if cfg.get("init_from"):

@@ -147,3 +147,15 @@ def test_a_cache_folder_that_cannot_be_written_is_refused_naming_it(tmp_path: Pa
     blocker.write_text("not a folder")
     with pytest.raises(DatasetError, match=f"{blocker / 'cache'}: cannot create the clip cache folder"):
         ClipCache(blocker / "cache", SHORT)
+
+
+def test_a_reading_only_view_reads_entries_stores_none_and_serves_the_same_pixels(video, tmp_path):
+    stored = item_videos(video, ClipCache(tmp_path / "a", SHORT))  # builds the entry
+    viewer = ClipCache(tmp_path / "b", SHORT).reading_only()
+    direct = item_videos(video, viewer)  # a miss: decoded per item, nothing written
+    assert entry_files(tmp_path / "b") == []
+    for a, b in zip(stored, direct):
+        assert torch.equal(a, b)
+    from echojepa.data.clipcache import CachedVideo
+
+    assert isinstance(ClipCache(tmp_path / "a", SHORT).reading_only().open(video), CachedVideo)  # a hit

@@ -57,3 +57,39 @@ def test_clips_are_the_eval_clips_of_the_data_pipeline_as_uint8(synth_world):
         assert (train.video[i].float() / 255 - expected).abs().max() <= 0.5 / 255 + 1e-6
         assert VIEWS[int(train.target[i])] == records[i].view
     assert torch.equal(load_clips(records, spec, 32), train.video)
+
+
+def test_a_subset_is_kept_beside_the_clip_cache_read_back_without_decoding_and_rebuilt_when_damaged(
+    synth_world, tmp_path, monkeypatch, caplog
+):
+    import logging
+
+    import echojepa.io as eio
+    from echojepa.data.clipcache import ClipCache
+
+    root = synth_world / "echonet_dynamic"
+    spec = ClipSpec(frames=8, frame_step=2)
+    records = select("echonet_dynamic", root, {}, "ef", {"train": 3}, 0)["train"]
+    direct = load_clips(records, spec, 32)
+    cache = ClipCache(tmp_path / "cache", 48)
+    first = load_clips(records, spec, 32, frame_cache=cache)
+    files = sorted(p.relative_to(tmp_path / "cache").as_posix() for p in (tmp_path / "cache").rglob("*.*"))
+    assert [f.split("/")[0] for f in files] == ["subsets", "subsets"]  # one subset, no whole videos
+    # the cache's pixels (shrunk once, then resized) are close to a direct decode, not equal
+    assert (first.float() - direct.float()).abs().mean() < 8
+
+    real_read = eio.read_video
+    monkeypatch.setattr(eio, "read_video", lambda *a, **k: pytest.fail("a stored subset was decoded"))
+    assert torch.equal(load_clips(records, spec, 32, frame_cache=ClipCache(tmp_path / "cache", 48)), first)
+
+    monkeypatch.setattr(eio, "read_video", real_read)
+    npy = next((tmp_path / "cache" / "subsets").glob("*.npy"))
+    raw = bytearray(npy.read_bytes())
+    raw[-3] ^= 0xFF
+    npy.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="echojepa.data.subset_store"):
+        again = load_clips(records, spec, 32, frame_cache=ClipCache(tmp_path / "cache", 48))
+    assert str(npy) in caplog.text and "crc32" in caplog.text
+    assert torch.equal(again, first)
+    load_clips(records, spec, 28, frame_cache=cache)  # another size is another subset
+    assert len(list((tmp_path / "cache" / "subsets").glob("*.npy"))) == 2

@@ -278,6 +278,22 @@ def test_the_random_init_reference_reuses_step_0_when_the_run_starts_from_the_sa
         assert same or seed == 1
 
 
+def test_a_run_from_scratch_is_its_own_random_init_reference_at_step_0(tmp_path):
+    cfg = tiny_cfg("jepa", tmp_path)
+    torch.manual_seed(1)  # not the probe's seed: its seeded reference would be other weights
+    module = build_module(cfg)
+    probe = OnlineProbe(_tasks(), every_n_steps=1, alphas=[1.0], batch_size=4, seed=0, from_scratch=True)
+    calls = []
+    scores = probe._scores
+    probe._scores = lambda *a: calls.append(1) or scores(*a)
+    probe._evaluate(_Step0Trainer(), module)
+    rows = {r["source"]: r for r in probe.history}
+    assert len(calls) == 1  # one encoding pass for both rows
+    assert {k: rows["random_init"][k] for k in ("view_acc", "ef_mae")} == {
+        k: rows["target"][k] for k in ("view_acc", "ef_mae")
+    }
+
+
 def test_the_encoder_probed_is_the_jepa_target_and_the_mae_encoder(tmp_path):
     probe = OnlineProbe([], every_n_steps=1, alphas=[1.0])
     jepa, mae = build_module(tiny_cfg("jepa", tmp_path)), build_module(tiny_cfg("mae", tmp_path))
@@ -456,6 +472,8 @@ def test_a_pretraining_run_logs_the_probes_next_to_the_loss(synth_world, tmp_pat
     pretrain(cfg, tmp_path)
     rows = list(csv.DictReader((tmp_path / "online_probe.csv").open()))
     assert [int(r["step"]) for r in rows if r["source"] == "target"] == [0, 2, 3]
+    at0 = {r["source"]: (r["view_acc"], r["ef_mae"]) for r in rows if r["step"] == "0"}
+    assert at0["random_init"] == at0["target"]  # a run from scratch is its own step-0 reference
     logged = list(csv.DictReader(next(tmp_path.glob("csv/*/metrics.csv")).open()))
     steps = {int(r["step"]) for r in logged if r.get("online/view_acc")}
     assert steps == {0, 2, 3} and any(r.get("train/loss_step") for r in logged)
@@ -484,7 +502,7 @@ def test_the_train_command_refuses_a_missing_probe_dataset_in_one_line(synth_wor
     assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]  # no run folder left
 
 
-def test_the_subsets_come_from_the_pretraining_clip_cache_so_a_second_run_decodes_nothing(
+def test_the_subsets_are_kept_beside_the_pretraining_clip_cache_so_a_second_run_decodes_nothing(
     synth_world, tmp_path, monkeypatch
 ):
     import echojepa.io as eio
@@ -500,7 +518,8 @@ def test_the_subsets_come_from_the_pretraining_clip_cache_so_a_second_run_decode
     }  # fmt: skip
     first = build_online_probe(cfg, tmp_path / "a")
     first.on_fit_start(None, build_module(cfg))
-    assert len(list((tmp_path / "clipcache").rglob("*.npy"))) == 5  # one entry per subset video
+    # the train and the val subset, each one entry; no whole video stored for a single clip
+    assert sorted(p.parent.name for p in (tmp_path / "clipcache").rglob("*.npy")) == ["subsets"] * 2
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cached video was decoded again")
