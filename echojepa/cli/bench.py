@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     console = Console()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    from echojepa.pretrain.throughput import cpu_has_native_bf16
+    from echojepa.precision import cpu_has_native_bf16
 
     results: dict[str, dict] = {
         "device": {
@@ -159,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         results[f"fp32_vs_bf16_{name}"] = precision_step_times(
             m, batch_size=8, rounds=args.precision_rounds, device=device
         )
+
+    from echojepa.pretrain.bench import attention_times
+
+    # the kernel choice behind the bf16 steps above (echojepa/models/attention.py)
+    results["attention_fwd_bwd_vitt_16x112_b8"] = attention_times()
 
     if not args.skip_loader:
         results.update(_loader_figures(args.loader_world, results["cpu_tiny_jepa"]["clips_per_s"]))

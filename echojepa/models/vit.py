@@ -21,6 +21,7 @@ from timm.layers import Mlp, trunc_normal_
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from echojepa.models.attention import attention
 from echojepa.models.rope import apply_rope, rope_tables
 
 
@@ -44,7 +45,7 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # [B, heads, N, head_dim]
-        x = F.scaled_dot_product_attention(q, k, v)  # [B, heads, N, head_dim]
+        x = attention(q, k, v)  # [B, heads, N, head_dim]
         return self.proj(rearrange(x, "b h n d -> b n (h d)"))  # [B, N, D]
 
 

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from echojepa.confkeys import FREE, Dispatch, Kwargs, by_field, keys, parse, reads, register
 from echojepa.masks import MultiBlockMask, TubeMask, parse_mask
 from echojepa.models.predictor import Predictor
 from echojepa.models.vit import VisionTransformer
+from echojepa.precision import resolve_precision
 from echojepa.pretrain.base import PretrainModule
 from echojepa.pretrain.callbacks import AtomicCheckpointIO, DataPosition
 from echojepa.pretrain.jepa import EchoJEPA
@@ -204,6 +206,12 @@ def build_trainer(
 ) -> L.Trainer:
     tcfg = dict(cfg["trainer"])
     tcfg["strategy"] = build_strategy(tcfg.get("strategy", "auto"))
+    # "auto": bf16-mixed where it pays (CUDA, a CPU with native bf16), float32 elsewhere (echojepa.precision)
+    accelerator = str(tcfg.get("accelerator", "auto"))
+    device_type = "cuda" if accelerator in ("gpu", "cuda") else "cpu"
+    if accelerator == "auto":
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    tcfg["precision"] = resolve_precision(str(tcfg.get("precision", "32-true")), device_type)
     ckpt = parse(CheckpointConfig, cfg.get("checkpoint") or {}, "checkpoint")
     callbacks = [
         ModelCheckpoint(

@@ -168,6 +168,8 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     trainer = build_trainer(
         cfg, run_dir, logger, extra_callbacks=[throughput, data_wait, BF16Check(), *online]
     )
+    if logger:  # trainer.precision may say "auto": the run records what it computed in
+        logger.log_hyperparams({"precision_resolved": str(trainer.precision)})
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     elapsed = time.perf_counter() - t0
@@ -178,6 +180,7 @@ def pretrain(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "objective": cfg["objective"]["name"],
         "model": cfg["model"].get("name"),
         "steps": trainer.global_step,
+        "precision": str(trainer.precision),  # what trainer.precision (e.g. "auto") resolved to here
         "elapsed_s": round(elapsed, 2),
         "clips_per_s": throughput.clips_per_s(),
         "data_wait_frac": data_wait.fraction(),

@@ -13,16 +13,10 @@ import time
 from collections.abc import Callable
 
 import lightning as L
-import torch
+
+from echojepa.precision import cpu_has_native_bf16
 
 log = logging.getLogger(__name__)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX): the test PyTorch itself uses to
-    route bf16 GEMMs to oneDNN. Without it they take a scalar fallback, ~10x slower than float32."""
-    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(torch.backends.mkldnn.is_available() and supported is not None and supported())
 
 
 class DataWait(L.Callback):

@@ -59,6 +59,7 @@ class ProbeConfig:
     val_passes: int | None = None
     heads_per_pass: int | None = None
     batch_size: int = 32
+    precision: str = "32-true"  # the heads' training autocast (echojepa.precision; features stay float32)
     aug_views: int = 0
     schedule: dict = field(default_factory=dict, metadata=keys(Kwargs(ProbeSchedule)))
 

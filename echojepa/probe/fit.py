@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from echojepa.precision import autocast_dtype_of, resolve_precision
 from echojepa.probe.bank import HeadSpec, ProbeBank
 from echojepa.probe.task import ProbeTask
 from echojepa.schedules import ScheduleConfig, lr_at
@@ -120,6 +121,7 @@ def train_probe_bank(
     seed: int = 0,
     min_steps: int = 0,
     val_passes: int | None = None,
+    precision: str = "32-true",
 ) -> TrainResult:
     """Train all heads of ``bank`` together (one AdamW, one group pair per head, summed loss).
 
@@ -132,6 +134,10 @@ def train_probe_bank(
     steps_per_epoch))``, so 20 epochs of 3 batches do not leave the heads undertrained. ``val_passes``
     bounds how many epochs end with a validation pass (None: every epoch; the last epoch always has one,
     and it is the one the head is chosen on), which dominates the cost of many short epochs.
+
+    ``precision`` ("32-true", "bf16-mixed", "auto": echojepa.precision): the training forward runs under
+    autocast to that dtype (parameters, optimizer state, gradients and the loss stay float32); the
+    validation passes that choose the head, and every prediction, run in float32.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -141,6 +147,8 @@ def train_probe_bank(
     if not task.normalised:
         task = task.with_train_targets(_collect_targets(train_loader))
     device = torch.device(device)
+    precision = resolve_precision(precision, device.type)
+    dtype = autocast_dtype_of(precision)
     bank.to(device)
     bank.task = task
     optimizer = torch.optim.AdamW(bank.param_groups(), betas=schedule.betas, eps=schedule.eps)
@@ -174,7 +182,9 @@ def train_probe_bank(
                 for group, cfg in zip(optimizer.param_groups, group_sched):
                     group["lr"] = lr_at(step, cfg)
                 inputs = _batch_inputs(batch, device)
-                per_head = task.loss(bank(**inputs, generator=generator), batch["target"].to(device))  # [K]
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    out = bank(**inputs, generator=generator)
+                per_head = task.loss(out.float(), batch["target"].to(device))  # [K]
                 optimizer.zero_grad(set_to_none=True)
                 per_head.sum().backward()  # heads share no parameter: the sum keeps their gradients apart
                 optimizer.step()
@@ -194,7 +204,7 @@ def train_probe_bank(
         best_head=best, val_metric_name=str(task.val_metric), val_metrics=val_metrics,
         higher_is_better=task.higher_is_better, specs=list(bank.specs), history=history,
         bank_state={k: v.detach().cpu().clone() for k, v in bank.state_dict().items()}, task=task,
-        steps=step, probe=bank.describe(),
+        steps=step, probe={**bank.describe(), "precision": precision},
     )  # fmt: skip
 
 

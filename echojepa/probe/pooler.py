@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from echojepa.models.attention import attention
 from echojepa.probe.stacked import (
     Params,
     stacked_affine,
@@ -69,7 +70,7 @@ class SelfAttentionBlock(nn.Module):
         h = stacked_layer_norm(x, sub_params(p, "norm1"), shared, self.eps)  # [K, B, N, D]
         qkv = stacked_linear(h, sub_params(p, "attn.qkv"))  # [K, B, N, 3D]
         q, kk, v = rearrange(qkv, "k b n (three h d) -> three (k b) h n d", three=3, h=self.num_heads)
-        o = F.scaled_dot_product_attention(q, kk, v, attn_mask=attn_mask)  # [K*B, heads, N, hd]
+        o = attention(q, kk, v, attn_mask=attn_mask)  # [K*B, heads, N, hd]
         o = rearrange(o, "(k b) h n d -> k b n (h d)", k=k)  # [K, B, N, D]
         x = x + stacked_linear(o, sub_params(p, "attn.proj"))  # shared input broadcasts to [K, B, N, D]
         return x + stacked_mlp(

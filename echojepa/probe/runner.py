@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from echojepa.precision import PRECISIONS
 from echojepa.probe.backbones import build_backbone
 from echojepa.probe.config import check_evaluate_keys
 from echojepa.probe.context import Context
@@ -54,6 +55,9 @@ def check_keys(cfg: dict[str, Any]) -> None:
     if unknown:
         more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
         raise ProbeInputError(f"{unknown[0]}: no such config key (not read by the probe run){more}")
+    precision = str((cfg.get("probe") or {}).get("precision", "32-true"))
+    if precision not in PRECISIONS:
+        raise ProbeInputError(f"probe.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
 
 
 def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:

@@ -197,6 +197,7 @@ def train_task_probe(
         seed=seed,
         min_steps=int(ctx.probe.get("min_steps") or 0),
         val_passes=ctx.probe.get("val_passes"),
+        precision=str(ctx.probe.get("precision", "32-true")),
     )
     result.probe["input"] = probe_input(ctx, train.tokens.shape)
     return bank, ptask, result

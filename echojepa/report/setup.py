@@ -27,7 +27,8 @@ def _input_text(given: dict) -> str:
 def _pooling(probe: dict) -> str:
     space = probe.get("space_grid")  # tokens averaged over space to this grid first (probe/space_pool.py)
     text = f", space pooled to {space[0]} x {space[1]}" if space else ""
-    return text + (", motion tokens" if probe.get("motion") else "")  # probe/motion.py
+    text += ", motion tokens" if probe.get("motion") else ""  # probe/motion.py
+    return text + (", bf16 training" if probe.get("precision") == "bf16-mixed" else "")  # probe/fit.py
 
 
 def _texts(record: dict) -> list[str]:

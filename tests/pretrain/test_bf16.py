@@ -98,3 +98,18 @@ def test_encoder_under_cpu_bf16_autocast_keeps_float32_output_close_to_fp32():
     for out, ref in ((full, ref_full), (kept, ref_kept)):
         err = ((out - ref).norm() / ref.norm()).item()
         assert err < 2e-2, err
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_is_resolved_for_this_cpu_before_lightning_sees_it(tmp_path, monkeypatch, native):
+    import echojepa.precision as precision
+    from echojepa.pretrain.build import build_trainer
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    cfg = {
+        "trainer": {"accelerator": "cpu", "devices": 1, "precision": "auto", "max_steps": 1,
+                    "enable_progress_bar": False},
+        "checkpoint": {},
+    }  # fmt: skip
+    trainer = build_trainer(cfg, tmp_path, logger=False)
+    assert str(trainer.precision) == ("bf16-mixed" if native else "32-true")

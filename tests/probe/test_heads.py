@@ -224,7 +224,7 @@ def test_best_head_is_chosen_on_validation_even_when_another_wins_on_test():
         "val_name": "mae",
         "epochs": 3,
         "steps": 24,
-        "probe": bank.describe(),
+        "probe": {**bank.describe(), "precision": "32-true"},
     }
 
 
