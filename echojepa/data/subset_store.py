@@ -12,6 +12,7 @@ entry is reported, removed and decoded again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ FORMAT_VERSION = 1
 _LOADER_FILES = ("clips.py", "torchdata.py", "transforms.py", "labelled_subset.py", "subset_store.py")
 
 
+@functools.cache
 def _loader_hash() -> str:
     h = hashlib.sha256()
     for name in _LOADER_FILES:

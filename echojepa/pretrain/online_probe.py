@@ -318,7 +318,7 @@ class OnlineProbe(L.Callback):
                 encoder.reshard()
             rows.append({"step": step, "source": name, **row})
             if self.references and not any(r["source"] in REFERENCES for r in self.history):
-                refs = self._reference_scores(trainer, pl_module, encoder, row, step)
+                refs = self._reference_scores(trainer, pl_module, row, step)
                 rows.extend({"step": step, "source": s, **r} for s, r in refs)
         seconds = time.perf_counter() - t0
         self.online_seconds += seconds
@@ -374,7 +374,6 @@ class OnlineProbe(L.Callback):
         self,
         trainer: L.Trainer,
         pl_module: L.LightningModule,
-        probed: nn.Module,
         probed_row: dict,
         step: int,
     ) -> list[tuple[str, dict[str, float]]]:
@@ -383,10 +382,7 @@ class OnlineProbe(L.Callback):
             out.append(("random_init", dict(probed_row)))
         elif (reference := self._random_encoder(pl_module)) is not None:
             reference = reference.to(pl_module.device).eval()
-            # A run from scratch seeded like the reference starts from these very weights: reuse its score
-            same = _same_weights(reference, probed)
-            row = dict(probed_row) if same else self._scores(trainer, pl_module, self._encode_fn(reference))
-            out.append(("random_init", row))
+            out.append(("random_init", self._scores(trainer, pl_module, self._encode_fn(reference))))
             del reference
         tubelet = int(getattr(pl_module, "encoder_cfg", {}).get("tubelet_size", 2))
         pixel = {}
@@ -433,14 +429,6 @@ class OnlineProbe(L.Callback):
         log.info("online probe at step %d: %s", first["step"], summary)
         if self.csv_path is not None:
             atomic_write_text(self.csv_path, history_csv(self.history))
-
-
-def _same_weights(a: nn.Module, b: nn.Module) -> bool:
-    """Whether two modules hold identical parameters (False for sharded ones: not worth a gather)."""
-    pa, pb = list(a.parameters()), list(b.parameters())
-    if len(pa) != len(pb) or any(hasattr(p, "full_tensor") for p in pb):
-        return False
-    return all(x.shape == y.shape and torch.equal(x, y.to(x.device)) for x, y in zip(pa, pb))
 
 
 def history_csv(history: Sequence[Mapping[str, Any]]) -> str:
