@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,17 +182,25 @@ class Study:
     def trial_dir(self, recipe: str) -> Path:
         return self.runs / "recipes" / recipe
 
-    def trials(self) -> dict[str, Any]:
-        """Pretrain every candidate recipe of the study (`recipes`) and gather its online-probe curve:
-        view accuracy and EF MAE of the current encoder on the fixed validation subsets, never test.
-        Written to runs/recipes/recipes.json and printed; choosing among them stays the user's (the
-        study's `pretrain` overrides say which was chosen and on which figure)."""
+    def trials(self, only: Sequence[str] | None = None) -> dict[str, Any]:
+        """Pretrain every candidate recipe of the study (`recipes`; `only`: these names) and gather its
+        online-probe curve: view accuracy and EF MAE of the current encoder on the fixed validation
+        subsets, never test. Written to runs/recipes/recipes.json (trials run earlier under this root are
+        kept in it) and printed; choosing among them stays the user's (the study's `pretrain` overrides
+        say which was chosen and on which figure)."""
         from echojepa.pretrain.run import pretrain
         from echojepa.report.recipes import read_trial, recipes_table
 
+        recipes = self.cfg.get("recipes", {})
+        unknown = sorted(set(only or []) - set(recipes))
+        if unknown:
+            raise ValueError(f"study {self.cfg['name']}: no recipe {unknown}; it has {sorted(recipes)}")
         self.synth()
-        trials = {}
-        for name, spec in self.cfg.get("recipes", {}).items():
+        index = self.runs / "recipes" / "recipes.json"
+        trials = json.loads(index.read_text()) if index.exists() else {}
+        for name, spec in recipes.items():
+            if only and name not in only:
+                continue
             out = self.trial_dir(name)
             tracked = [f"run_name=recipe-{name}", "logger.experiment_name=echojepa-recipes"]
             cfg = self.pretrain_cfg(spec["pretrain"], [*spec.get("overrides", []), *tracked])
@@ -200,7 +208,7 @@ class Study:
                         lambda cfg=cfg, out=out: pretrain(cfg, out))  # fmt: skip
             trials[name] = read_trial(out, spec["pretrain"], spec.get("overrides", []))
             # after every trial: an interrupted comparison keeps what it measured
-            atomic_write_text(self.runs / "recipes" / "recipes.json", json.dumps(trials, indent=1))
+            atomic_write_text(index, json.dumps(trials, indent=1))
         self.console.print(recipes_table(trials))
         return trials
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make demo`: the seed's whole study in miniature on the synthetic echo world.
 
-    .venv/bin/python scripts/demo.py [--study demo|tiny|science] [--root DIR] [--trials]
+    .venv/bin/python scripts/demo.py [--study demo|tiny|science] [--root DIR] [--trials [--recipes A,B]]
 
 --trials pretrains the study's candidate recipes (its `recipes`) and prints their online-probe
 validation figures instead of running the study; --publish DIR copies a finished study's results (report,
@@ -28,11 +28,20 @@ def main() -> int:
     ap.add_argument("--study", default="demo", help="a config in conf/study/ (demo, tiny)")
     ap.add_argument("--root", type=Path, default=Path("demo"))
     ap.add_argument("--trials", action="store_true", help="pretrain the study's candidate recipes only")
+    ap.add_argument("--recipes", help="with --trials: only these recipes (comma-separated names)")
     ap.add_argument("--publish", type=Path, help="after the run, copy its results (not caches) here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     study = Study(args.study, args.root)
-    summary = study.trials() if args.trials else study.run()
+    if args.recipes and not args.trials:
+        ap.error("--recipes needs --trials")
+    only = [r.strip() for r in args.recipes.split(",") if r.strip()] if args.recipes else None
+    recipes = sorted(study.cfg.get("recipes", {}))
+    unknown = sorted(set(only or []) - set(recipes))
+    if unknown:
+        print(f"error: study {args.study} has no recipe {unknown}; it has {recipes}", file=sys.stderr)
+        return 2
+    summary = study.trials(only) if args.trials else study.run()
     if args.publish:
         study.publish(args.publish, command=" ".join(["scripts/demo.py", *sys.argv[1:]]))
     print(json.dumps(summary, indent=2))

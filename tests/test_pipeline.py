@@ -71,6 +71,18 @@ def test_recipe_trials_report_online_probe_validation_curves_with_references(stu
     assert (s.trial_dir("short") / "online_probe.csv").exists()
 
 
+def test_recipe_trials_run_only_the_named_recipes_and_keep_earlier_trials(study):
+    s, _ = study
+    with pytest.raises(ValueError, match="no recipe"):
+        s.trials(["not_a_recipe"])
+    first = s.trials(["short"])
+    index = s.runs / "recipes" / "recipes.json"
+    index.write_text(json.dumps({**first, "earlier_round": first["short"]}))  # a trial of an earlier round
+    trials = s.trials(["short"])
+    assert set(trials) == {"short", "earlier_round"}  # it stays in the comparison and the file
+    assert json.loads(index.read_text())["earlier_round"] == first["short"]
+
+
 def test_publish_copies_results_and_provenance_but_no_caches(study, tmp_path):
     s, _ = study
     dest = s.publish(tmp_path / "published", command="scripts/demo.py --study tiny")

@@ -53,6 +53,8 @@ class ProbeConfig:
     task_depth: dict = field(default_factory=dict)  # task name -> attentive depth
     task_space_grid: dict = field(default_factory=dict)  # task name -> [rows, cols] (probe/space_pool.py)
     task_motion: dict = field(default_factory=dict)  # task name -> motion tokens on/off (probe/motion.py)
+    task_epochs: dict = field(default_factory=dict)  # task name -> epochs (probe/task_settings.py)
+    task_grid: dict = field(default_factory=dict)  # task name -> one of `grids` (probe/task_settings.py)
     grid_preset: str | None = None  # which of `grids` is `grid` (by interpolation)
     grids: dict[str, GridConfig] = field(default_factory=dict)
     min_steps: int = 0

@@ -16,6 +16,7 @@ from echojepa.probe.context import Context
 from echojepa.probe.errors import ProbeInputError
 from echojepa.probe.feature_cache import FeatureCache
 from echojepa.probe.protocols import PROTOCOLS
+from echojepa.probe.task_settings import with_task_settings
 from echojepa.probe.validation import validation_scores
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def check_keys(cfg: dict[str, Any]) -> None:
 def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:
     """Run cfg["protocol"]["name"] for cfg["task"] on cfg["backbone"]; returns the records written."""
     check_keys(cfg)
+    cfg = with_task_settings(cfg)  # the task's own epochs and grid, for every reader below
     name = cfg["protocol"]["name"]
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}")
@@ -90,6 +92,7 @@ def validate_probe(cfg: dict[str, Any], progress: bool = False) -> list[dict[str
     (``echojepa.probe.validation``): what probe settings are chosen from. Writes no record, reads no
     test split."""
     check_keys(cfg)
+    cfg = with_task_settings(cfg)
     ensure_task_world(cfg)
     ctx = Context(
         cfg=cfg,
