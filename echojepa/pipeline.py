@@ -182,6 +182,13 @@ class Study:
     def trial_dir(self, recipe: str) -> Path:
         return self.runs / "recipes" / recipe
 
+    def check_recipes(self, names: Sequence[str]) -> None:
+        """Refuse a recipe name the study does not have (ValueError naming the ones it has)."""
+        recipes = self.cfg.get("recipes", {})
+        unknown = sorted(set(names) - set(recipes))
+        if unknown:
+            raise ValueError(f"study {self.cfg['name']} has no recipe {unknown}; it has {sorted(recipes)}")
+
     def trials(self, only: Sequence[str] | None = None) -> dict[str, Any]:
         """Pretrain every candidate recipe of the study (`recipes`; `only`: these names) and gather its
         online-probe curve: view accuracy and EF MAE of the current encoder on the fixed validation
@@ -192,9 +199,7 @@ class Study:
         from echojepa.report.recipes import read_trial, recipes_table
 
         recipes = self.cfg.get("recipes", {})
-        unknown = sorted(set(only or []) - set(recipes))
-        if unknown:
-            raise ValueError(f"study {self.cfg['name']}: no recipe {unknown}; it has {sorted(recipes)}")
+        self.check_recipes(only or [])
         self.synth()
         index = self.runs / "recipes" / "recipes.json"
         trials = json.loads(index.read_text()) if index.exists() else {}

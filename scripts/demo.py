@@ -36,10 +36,10 @@ def main() -> int:
     if args.recipes and not args.trials:
         ap.error("--recipes needs --trials")
     only = [r.strip() for r in args.recipes.split(",") if r.strip()] if args.recipes else None
-    recipes = sorted(study.cfg.get("recipes", {}))
-    unknown = sorted(set(only or []) - set(recipes))
-    if unknown:
-        print(f"error: study {args.study} has no recipe {unknown}; it has {recipes}", file=sys.stderr)
+    try:
+        study.check_recipes(only or [])
+    except ValueError as e:  # a user's typo: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
         return 2
     summary = study.trials(only) if args.trials else study.run()
     if args.publish:

@@ -71,11 +71,13 @@ def test_recipe_trials_report_online_probe_validation_curves_with_references(stu
     assert (s.trial_dir("short") / "online_probe.csv").exists()
 
 
-def test_recipe_trials_run_only_the_named_recipes_and_keep_earlier_trials(study):
+def test_recipe_trials_run_only_the_named_recipes_and_keep_earlier_trials(study, monkeypatch):
     s, _ = study
     with pytest.raises(ValueError, match="no recipe"):
         s.trials(["not_a_recipe"])
+    monkeypatch.setitem(s.cfg, "recipes", {**s.cfg["recipes"], "other": s.cfg["recipes"]["short"]})
     first = s.trials(["short"])
+    assert "other" not in first and not s.trial_dir("other").exists()  # not named: not pretrained
     index = s.runs / "recipes" / "recipes.json"
     index.write_text(json.dumps({**first, "earlier_round": first["short"]}))  # a trial of an earlier round
     trials = s.trials(["short"])
