@@ -76,6 +76,54 @@ def heads_per_backbone_pass(
     }
 
 
+def head_precision_step_times(
+    in_dim: int = 96,
+    token_grid: tuple[int, int, int] = (8, 4, 4),
+    clips: int = 2,
+    width: int = 128,
+    depth: int = 2,
+    attn_heads: int = 4,
+    num_heads: int = 2,
+    batch_size: int = 32,
+    rounds: int = 10,
+) -> dict[str, float]:
+    """Median training step of a probe bank (``num_heads`` attentive heads on cached-size tokens, the
+    fixed projection to ``width`` and the position code, AdamW) in float32 and under bf16 autocast, one
+    step of each per round in turn so a change in load hits both alike. The defaults are the demo's LVEF
+    probe (cpu_tiny tokens: 2 clips x 8 x 4 x 4 of width 96; depth 2, width 128, the 2-head cpu_lr grid,
+    batch 32), what ``probe.precision: auto`` speeds up (echojepa/probe/fit.py)."""
+    gen = torch.Generator().manual_seed(0)
+    n = clips * int(np.prod(token_grid))
+    tokens = torch.randn(batch_size, n, in_dim, generator=gen)  # [B, S*N, D]
+    target = torch.randn(batch_size, generator=gen)
+    task = ProbeTask("regression", target_mean=0.0, target_std=1.0)
+    kwargs: dict[str, Any] = {
+        "embed_dim": width, "in_dim": in_dim, "out_dim": 1, "depth": depth, "num_heads": attn_heads,
+        "token_grid": list(token_grid), "position": "sincos",
+    }  # fmt: skip
+    bank = ProbeBank("attentive", kwargs, grid_specs([1e-3] * num_heads, [0.01]))
+    opt = torch.optim.AdamW(bank.parameters(), lr=1e-3)
+
+    def step(dtype: torch.dtype | None) -> float:
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            out = bank(tokens)
+        loss = task.loss(out.float(), target).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for r in range(rounds + 1):
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            t = step(dtype)
+            if r:  # the first round warms both up
+                times[name].append(t)
+    fp32, bf16 = (float(np.median(times[k])) for k in ("fp32", "bf16"))
+    return {"fp32_step_s": fp32, "bf16_step_s": bf16, "speedup": fp32 / bf16, "tokens": n, "heads": num_heads}
+
+
 def attentive_probe_train_flops(tokens: int, dim: int, depth: int, mlp_hidden: int, attn_heads: int) -> float:
     """Analytic FLOPs of one attentive head's training step per sample, as `AttentivePooler` runs it.
 
