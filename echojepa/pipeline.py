@@ -105,6 +105,7 @@ class Study:
         self.root = Path(root).resolve()
         self.console = console or Console(width=150)  # tables need the room, also when piped to a log
         self.timings: dict[str, float] = {}
+        self._composed: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
 
     # ----- paths ------------------------------------------------------------------------------------
     @property
@@ -127,6 +128,15 @@ class Study:
     @property
     def mlflow_db(self) -> Path:
         return self.runs / "mlflow.db"  # conf/paths: ${paths.runs}/mlflow.db
+
+    def _compose(self, config_name: str, overrides: list[str]) -> dict[str, Any]:
+        """The composed config, each (name, overrides) composed once per Study: the evaluations of a
+        study compose the same few configs again and again (a fifth of a second each); callers get
+        their own copy to change."""
+        key = (config_name, tuple(overrides))
+        if key not in self._composed:
+            self._composed[key] = _compose(config_name, overrides)
+        return copy.deepcopy(self._composed[key])
 
     def _paths(self) -> list[str]:
         return [f"paths.data_root={self.data_root}", f"paths.runs={self.runs}"]
@@ -163,7 +173,7 @@ class Study:
     def pretrain_cfg(self, objective: str, extra: list[str] | None = None) -> dict[str, Any]:
         p = self.cfg["pretrain"][objective]
         w = self.cfg["world"]
-        return _compose("train", [
+        return self._compose("train", [
             f"experiment={p['experiment']}", *self._paths(), f"data.synth.preset={w['preset']}",
             f"data.synth.seed={w['seed']}", "trainer.enable_progress_bar=true", f"seed={self.cfg['seed']}",
             *p.get("overrides", []), *(extra or []),
@@ -219,7 +229,7 @@ class Study:
 
     def backbone_cfg(self, name: str) -> dict[str, Any]:
         b = self.cfg["backbones"][name]
-        cfg = _compose("evaluate", [f"backbone={b['preset']}", *b.get("overrides", [])])["backbone"]
+        cfg = self._compose("evaluate", [f"backbone={b['preset']}", *b.get("overrides", [])])["backbone"]
         cfg["name"] = name
         source = b.get("checkpoint_from") or b.get("model_from")
         if source:
@@ -230,7 +240,7 @@ class Study:
 
     def evaluation_cfg(self, backbone: str, task: str, protocol: str) -> dict[str, Any]:
         w = self.cfg["world"]
-        cfg = _compose("evaluate", [
+        cfg = self._compose("evaluate", [
             f"task={task}", f"protocol={protocol}", f"probe={self.cfg['probe']}", *self._paths(),
             f"synth.preset={w['preset']}", f"synth.seed={w['seed']}", f"seed={self.cfg['seed']}",
             *self.cfg.get("probe_overrides", []), *self.cfg.get("evaluation_overrides", []),

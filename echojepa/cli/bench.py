@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # the kernel choice behind the bf16 steps above (echojepa/models/attention.py)
     results["attention_fwd_bwd_vitt_16x112_b8"] = attention_times()
+    # the demo LVEF probe's self-attention: 2 lr heads x batch 32, 4 attention heads, 2 clips x 128 tokens
+    results["attention_fwd_bwd_probe_lvef"] = attention_times(batch=64, heads=4, tokens=256, head_dim=32)
 
     if not args.skip_loader:
         results.update(_loader_figures(args.loader_world, results["cpu_tiny_jepa"]["clips_per_s"]))

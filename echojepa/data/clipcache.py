@@ -47,11 +47,12 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
-def stored_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+def stored_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
     """(h, w) an entry stores for frames of (height, width): the shorter side at most ``short_side``,
-    the aspect kept; frames already that small are stored as decoded."""
+    the aspect kept; frames already that small, and every frame when ``short_side`` is None, are stored
+    as decoded."""
     short = min(height, width)
-    if short <= short_side:
+    if short_side is None or short <= short_side:
         return height, width
     scale = short_side / short
     return max(1, round(height * scale)), max(1, round(width * scale))
@@ -99,7 +100,7 @@ class DirectVideo:
     """A video past the size budget: probed for its frame count and fps, then only the frames asked
     for are decoded and shrunk exactly as an entry would hold them."""
 
-    def __init__(self, path: Path, short_side: int, interpolation: str) -> None:
+    def __init__(self, path: Path, short_side: int | None, interpolation: str) -> None:
         info = eio.video_info(path)
         self.path = path
         self.fps = float(info.fps)
@@ -125,7 +126,9 @@ class ClipCache:
     """Entries under ``root`` (created when missing; DatasetError when it cannot be written); see the
     module docstring.
 
-    ``short_side``: the stored frames' shorter side at most. ``max_gb``: a soft budget on the bytes of
+    ``short_side``: the stored frames' shorter side at most; None stores frames as decoded, so a reader
+    gets exactly the pixels of the file (what frozen feature passes need to stay equal to the bit to an
+    uncached pass), at the decoded size's cost in disk. ``max_gb``: a soft budget on the bytes of
     entries under ``root`` (None: no limit), counted once at construction and then per process; DataLoader
     workers split what is left evenly. ``open_entries``: memory maps kept open per process (least
     recently used closed first; each open map costs one of the kernel's limited map slots).
@@ -135,14 +138,14 @@ class ClipCache:
     def __init__(
         self,
         root: str | os.PathLike[str],
-        short_side: int,
+        short_side: int | None,
         *,
         max_gb: float | None = None,
         interpolation: str = "bilinear",
         open_entries: int = 256,
         decode_chunk: int = 128,
     ) -> None:
-        if short_side < 1:
+        if short_side is not None and short_side < 1:
             raise ValueError(f"clip cache short_side must be >= 1, got {short_side}")
         if open_entries < 1 or decode_chunk < 1:
             raise ValueError(
@@ -157,7 +160,7 @@ class ClipCache:
             ) from None
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise DatasetError(self.root, "the clip cache folder is not writable")
-        self.short_side = int(short_side)
+        self.short_side = None if short_side is None else int(short_side)
         self.interpolation = interpolation
         self.open_entries = int(open_entries)
         self.decode_chunk = int(decode_chunk)

@@ -252,10 +252,11 @@ def attention_times(
     batch: int = 8, heads: int = 3, tokens: int = 392, head_dim: int = 64, repeat: int = 10
 ) -> dict[str, float]:
     """Forward + backward of one attention at ViT-tiny 16 x 112 shapes (default), in ms: SDPA's fused
-    kernel in float32 and in bf16, and the explicit bf16 form echojepa.models.attention uses on the CPU."""
+    kernel in float32 and in bf16, and the two bf16 forms echojepa.models.attention chooses between on
+    the CPU (explicit, and chunked with the softmax recomputed), with the one it chooses at this size."""
     import torch.nn.functional as F
 
-    from echojepa.models.attention import attention
+    from echojepa.models.attention import CHUNK_FROM, chunked_attention, explicit_attention
 
     gen = torch.Generator().manual_seed(0)
     base = [torch.randn(batch, heads, tokens, head_dim, generator=gen) for _ in range(3)]
@@ -267,5 +268,8 @@ def attention_times(
     return {
         "sdpa_fp32_ms": timed(F.scaled_dot_product_attention, torch.float32),
         "sdpa_bf16_ms": timed(F.scaled_dot_product_attention, torch.bfloat16),
-        "explicit_bf16_ms": timed(attention, torch.bfloat16),
+        "explicit_bf16_ms": timed(explicit_attention, torch.bfloat16),
+        "chunked_bf16_ms": timed(chunked_attention, torch.bfloat16),
+        "scores_millions": batch * heads * tokens * tokens / 1e6,
+        "chosen": "chunked" if batch * heads * tokens * tokens >= CHUNK_FROM else "explicit",
     }

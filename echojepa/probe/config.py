@@ -260,6 +260,18 @@ class MlflowConfig:
 
 
 @dataclass(frozen=True)
+class FrameCacheConfig:
+    """`frame_cache`: decoded videos kept between feature passes (echojepa/probe/frame_store.py)."""
+
+    enabled: bool = False
+    dir: str | None = None
+    short_side: int | None = None
+    max_gb: float | None = None
+    open_entries: int = 256
+    decode_chunk: int = 128
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """evaluate.yaml as `run_probe` reads it: its own keys and one field per config group."""
 
@@ -272,6 +284,7 @@ class EvaluateConfig:
     cache_dir: str | None = None
     batch_size: int = 16
     num_workers: int = 0
+    frame_cache: FrameCacheConfig = field(default_factory=FrameCacheConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     probe_checkpoint: str | None = None

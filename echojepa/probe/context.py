@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from echojepa.data.clipcache import ClipCache
 from echojepa.probe.backbone_base import Backbone
 from echojepa.probe.feature_cache import FeatureCache
 from echojepa.probe.taskdata import TaskData
@@ -23,6 +24,7 @@ class Context:
     cache: FeatureCache
     store: Path
     progress: bool = True
+    frames: ClipCache | None = None  # decoded videos shared by the feature passes (probe/frame_store.py)
     written: list[Path] = field(default_factory=list)
     # fixed token projections fit in this run, by (train cache entry key, width): fit once per entry
     projections: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -49,4 +51,5 @@ class Context:
             self.cfg.get("num_workers", 0),
             self.cfg.get("feature_seed", 0),
             self.progress,
+            frame_cache=self.frames,
         )

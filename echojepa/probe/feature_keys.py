@@ -135,8 +135,10 @@ def feature_key_parts(
 ) -> dict[str, Any]:
     """Every key part of the features ``stream_features(backbone, dataset, aug_view=..., pool=...)``
     would produce: backbone identity, code version, dataset identity, clip spec, clip mode, transform,
-    degradation (name, parameters, seed), split, aug view and pooling."""
-    return {
+    degradation (name, parameters, seed), split, aug view and pooling, and the stored size of the
+    dataset's frame cache when it shrinks frames (echojepa.probe.frame_store: one that stores frames as
+    decoded gives the file's pixels, so it is no part of the key and shares the uncached entries)."""
+    parts = {
         "backbone": backbone.identity(),
         "code": code_version(backbone, dataset, dataset.transform, dataset.degradation),
         "dataset": dataset_identity(dataset.records, format, root),
@@ -148,3 +150,7 @@ def feature_key_parts(
         "aug_view": aug_view,
         "pool": pool,
     }
+    frames = dataset.frame_cache
+    if frames is not None and frames.short_side is not None:
+        parts["frames"] = {"short_side": frames.short_side, "interpolation": frames.interpolation}
+    return parts

@@ -15,6 +15,7 @@ from echojepa.probe.config import check_evaluate_keys
 from echojepa.probe.context import Context
 from echojepa.probe.errors import ProbeInputError
 from echojepa.probe.feature_cache import FeatureCache
+from echojepa.probe.frame_store import build_frame_cache
 from echojepa.probe.protocols import PROTOCOLS
 from echojepa.probe.task_settings import with_task_settings
 from echojepa.probe.validation import validation_scores
@@ -78,6 +79,7 @@ def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:
         cache=cache,
         store=Path(cfg["store"]),
         progress=progress,
+        frames=build_frame_cache(cfg.get("frame_cache")),
     )
     PROTOCOLS[name](ctx)
     stats = cache.stats()
@@ -101,6 +103,7 @@ def validate_probe(cfg: dict[str, Any], progress: bool = False) -> list[dict[str
         cache=FeatureCache(cfg["cache_dir"]),
         store=Path(cfg["store"]),
         progress=progress,
+        frames=build_frame_cache(cfg.get("frame_cache")),
     )
     return validation_scores(ctx)
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from echojepa.data.clipcache import ClipCache
 from echojepa.data.clips import ClipSpec
 from echojepa.data.datasets import read_index
 from echojepa.data.degrade import load_degradation
@@ -69,6 +70,7 @@ class TaskData:
         num_workers: int = 0,
         seed: int = 0,
         progress: bool = True,
+        frame_cache: ClipCache | None = None,
     ) -> None:
         self.cfg = dict(dataset_cfg)
         self.task = dict(task)
@@ -79,6 +81,7 @@ class TaskData:
         self.num_workers = num_workers
         self.seed = seed
         self.progress = progress
+        self.frame_cache = frame_cache
         self.index: DatasetIndex = read_index(
             self.cfg["format"], Path(self.cfg["root"]), **(self.cfg.get("reader") or {})
         )
@@ -111,7 +114,11 @@ class TaskData:
             spec = replace(spec, segments=1, all_clips=None)
         transform = pre.transform(train_aug)
         deg = None if degradation in (None, "original", "none") else load_degradation(degradation)
-        return VideoClipDataset(records, spec, transform, mode=mode, degradation=deg, seed=self.seed)
+        # an entry keeps no sector mask: passes that need one (a degradation, a masking backbone) decode
+        frames = self.frame_cache if deg is None and not pre.sector_mask else None
+        return VideoClipDataset(
+            records, spec, transform, mode=mode, degradation=deg, seed=self.seed, frame_cache=frames
+        )
 
     def split(
         self, split: str, mode: str = "center", degradation: str | None = None, aug_view: int | None = None

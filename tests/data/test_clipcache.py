@@ -44,6 +44,12 @@ def test_entry_holds_every_frame_decoded_then_shrunk(video: Path, tmp_path: Path
     assert [p.suffix for p in entry_files(tmp_path / "cache")] == [".json", ".npy"]
 
 
+def test_without_a_short_side_an_entry_holds_the_decoded_frames_unchanged(video: Path, tmp_path: Path):
+    entry = ClipCache(tmp_path / "cache", None).open(video)
+    np.testing.assert_array_equal(np.asarray(entry.frames), eio.read_video(video).frames)
+    assert stored_size(600, 800, None) == (600, 800)
+
+
 def test_frames_never_enlarged():
     assert stored_size(16, 24, 32) == (16, 24)
     assert stored_size(160, 224, 96) == (96, 134)
