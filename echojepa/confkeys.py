@@ -246,7 +246,7 @@ READER_MODULES = (
     "echojepa.probe.config",
     "echojepa.data.degrade",
     "echojepa.synth.config",
-    "echojepa.pipeline",
+    "echojepa.study_config",
 )
 
 

@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,9 @@ from hydra import compose, initialize_config_dir
 from rich.console import Console
 
 from echojepa.config import to_plain
-from echojepa.confkeys import parse, reads
 from echojepa.io.atomic import atomic_write_text
 from echojepa.paths import CONF_DIR
-from echojepa.synth.config import WorldRef
+from echojepa.study_config import load_study
 
 log = logging.getLogger(__name__)
 
@@ -35,66 +33,6 @@ log = logging.getLogger(__name__)
 def _compose(config_name: str, overrides: list[str]) -> dict[str, Any]:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return to_plain(compose(config_name=config_name, overrides=overrides))
-
-
-@dataclass(frozen=True)
-class PretrainSpec:
-    """One pretraining run of a study: a conf/experiment recipe and the study's overrides of it."""
-
-    experiment: str
-    overrides: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """One row of the study's tables: a conf/backbone preset, its overrides, and which pretraining run
-    gives its weights (checkpoint_from) or only its architecture (model_from)."""
-
-    preset: str
-    overrides: list[str] = field(default_factory=list)
-    checkpoint_from: str | None = None
-    model_from: str | None = None
-
-
-@dataclass(frozen=True)
-class RecipeSpec:
-    """A candidate pretraining recipe, tried before the study (`Study.trials`): the study's pretraining
-    run it varies and the overrides that make it different (a length, a predictor, an EMA schedule)."""
-
-    pretrain: str
-    overrides: list[str] = field(default_factory=list)
-
-
-@reads("study")
-@dataclass(frozen=True)
-class StudyConfig:
-    """conf/study/*.yaml (read by Study)."""
-
-    name: str
-    world: WorldRef
-    pretrain: dict[str, PretrainSpec]
-    backbones: dict[str, BackboneSpec]
-    probe: str
-    evaluations: list[list[str]]
-    predict_bundle_backbone: str
-    probe_overrides: list[str] = field(default_factory=list)
-    evaluation_overrides: list[str] = field(default_factory=list)
-    seed: int = 0
-    # robustness and pediatric zero-shot evaluate the task's standard head instead of training it again
-    # (Study.evaluation_runs); False trains one per protocol, as a lone `echojepa-probe` run does
-    reuse_standard_probe: bool = False
-    # candidate recipes compared on the online probes (validation) before the study: scripts/demo.py --trials
-    recipes: dict[str, RecipeSpec] = field(default_factory=dict)
-
-
-def load_study(name: str) -> dict[str, Any]:
-    """conf/study/<name>.yaml composed, its keys checked by StudyConfig (an unknown key is refused)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR / "study"), version_base="1.3"):
-        cfg = to_plain(compose(config_name=name))
-    # a study built on another drops an inherited backbone by setting it to null (Hydra merges dicts)
-    cfg["backbones"] = {k: v for k, v in (cfg.get("backbones") or {}).items() if v is not None}
-    parse(StudyConfig, cfg, f"study {name}")
-    return cfg
 
 
 class Study:
@@ -167,26 +105,49 @@ class Study:
             lambda: ensure_world(self.world, w["preset"], w["seed"]),
         )
 
-    def pretrain_dir(self, objective: str) -> Path:
-        return self.runs / "pretrain" / objective
+    # ----- seeds: the study's own, then each repeat seed (RepeatSpec) ----------------------------------
+    def repeat_seeds(self) -> list[int]:
+        return list((self.cfg.get("repeats") or {}).get("seeds", []))
 
-    def pretrain_cfg(self, objective: str, extra: list[str] | None = None) -> dict[str, Any]:
+    def _seed(self, seed: int | None) -> int:
+        return self.cfg["seed"] if seed is None else int(seed)
+
+    def _suffix(self, seed: int | None) -> str:
+        """'' for the study's own seed (paths and names as without repeats), '-seed<k>' for a repeat."""
+        return "" if self._seed(seed) == self.cfg["seed"] else f"-seed{self._seed(seed)}"
+
+    def pretrain_dir(self, objective: str, seed: int | None = None) -> Path:
+        return self.runs / "pretrain" / f"{objective}{self._suffix(seed)}"
+
+    def pretrain_runs(self) -> dict[str, Path]:
+        """Every pretraining run of the study by name (`jepa`, then a repeat's `jepa-seed1`) -> its folder."""
+        return {
+            f"{objective}{self._suffix(seed)}": self.pretrain_dir(objective, seed)
+            for seed in [self.cfg["seed"], *self.repeat_seeds()]
+            for objective in self.cfg["pretrain"]
+        }
+
+    def pretrain_cfg(
+        self, objective: str, extra: list[str] | None = None, seed: int | None = None
+    ) -> dict[str, Any]:
         p = self.cfg["pretrain"][objective]
         w = self.cfg["world"]
-        return self._compose("train", [
+        cfg = self._compose("train", [
             f"experiment={p['experiment']}", *self._paths(), f"data.synth.preset={w['preset']}",
-            f"data.synth.seed={w['seed']}", "trainer.enable_progress_bar=true", f"seed={self.cfg['seed']}",
+            f"data.synth.seed={w['seed']}", "trainer.enable_progress_bar=true", f"seed={self._seed(seed)}",
             *p.get("overrides", []), *(extra or []),
         ])  # fmt: skip
+        cfg["run_name"] = f"{cfg['run_name']}{self._suffix(seed)}"  # a repeat's curves keep their own name
+        return cfg
 
-    def pretrain(self, objective: str) -> None:
+    def pretrain(self, objective: str, seed: int | None = None) -> None:
         from echojepa.pretrain.run import pretrain
 
-        out = self.pretrain_dir(objective)
+        out = self.pretrain_dir(objective, seed)
         self._stage(
-            f"pretrain {objective}",
+            f"pretrain {objective}{self._suffix(seed)}",
             lambda: (out / "summary.json").exists(),
-            lambda: pretrain(self.pretrain_cfg(objective), out),
+            lambda: pretrain(self.pretrain_cfg(objective, seed=seed), out),
         )
 
     def trial_dir(self, recipe: str) -> Path:
@@ -227,37 +188,45 @@ class Study:
         self.console.print(recipes_table(trials))
         return trials
 
-    def backbone_cfg(self, name: str) -> dict[str, Any]:
+    def backbone_cfg(self, name: str, seed: int | None = None) -> dict[str, Any]:
+        """The backbone row `name` at `seed`: a repeat seed takes that seed's pretraining runs, and a
+        backbone drawn from a seed of its own (the random-init encoder) is drawn with the repeat seed."""
         b = self.cfg["backbones"][name]
         cfg = self._compose("evaluate", [f"backbone={b['preset']}", *b.get("overrides", [])])["backbone"]
         cfg["name"] = name
         source = b.get("checkpoint_from") or b.get("model_from")
         if source:
-            cfg["model"] = self.pretrain_cfg(source)["model"]
+            cfg["model"] = self.pretrain_cfg(source, seed=seed)["model"]
         if b.get("checkpoint_from"):
-            cfg["checkpoint"] = str(self.pretrain_dir(b["checkpoint_from"]) / "reference.pt")
+            cfg["checkpoint"] = str(self.pretrain_dir(b["checkpoint_from"], seed) / "reference.pt")
+        if self._suffix(seed) and "seed" in cfg:
+            cfg["seed"] = self._seed(seed)
         return cfg
 
-    def evaluation_cfg(self, backbone: str, task: str, protocol: str) -> dict[str, Any]:
+    def evaluation_cfg(
+        self, backbone: str, task: str, protocol: str, seed: int | None = None
+    ) -> dict[str, Any]:
         w = self.cfg["world"]
         cfg = self._compose("evaluate", [
             f"task={task}", f"protocol={protocol}", f"probe={self.cfg['probe']}", *self._paths(),
-            f"synth.preset={w['preset']}", f"synth.seed={w['seed']}", f"seed={self.cfg['seed']}",
+            f"synth.preset={w['preset']}", f"synth.seed={w['seed']}", f"seed={self._seed(seed)}",
             *self.cfg.get("probe_overrides", []), *self.cfg.get("evaluation_overrides", []),
         ])  # fmt: skip
-        cfg["backbone"] = self.backbone_cfg(backbone)
+        cfg["backbone"] = self.backbone_cfg(backbone, seed)
         return cfg
 
-    def _marker(self, backbone: str, task: str, protocol: str) -> Path:
-        return self.runs / "study-markers" / f"{task}-{protocol}-{backbone}.json"
+    def _marker(self, backbone: str, task: str, protocol: str, seed: int | None = None) -> Path:
+        return self.runs / "study-markers" / f"{task}-{protocol}-{backbone}{self._suffix(seed)}.json"
 
-    def standard_probe(self, backbone: str, task: str) -> Path:
+    def standard_probe(self, backbone: str, task: str, seed: int | None = None) -> Path:
         """The head the standard protocol saved for this backbone and task (echojepa.probe.evaluation)."""
         from echojepa.probe.evaluation import probe_checkpoint_path
 
-        return probe_checkpoint_path(self.store, task, backbone, "standard", "internal", self.cfg["seed"])
+        return probe_checkpoint_path(self.store, task, backbone, "standard", "internal", self._seed(seed))
 
-    def evaluation_runs(self, backbone: str, task: str, protocol: str) -> list[dict[str, Any]]:
+    def evaluation_runs(
+        self, backbone: str, task: str, protocol: str, seed: int | None = None
+    ) -> list[dict[str, Any]]:
         """The probe runs (composed configs) that make up one evaluation.
 
         With ``reuse_standard_probe`` and the task's standard protocol among the study's evaluations (run
@@ -265,9 +234,9 @@ class Study:
         head again: the same config, seed and training data, so nothing but time changes, and the
         robustness table's `original` row is the standard table's head by construction. Pediatric
         fine-tuning is then a run of its own, trained on the pediatric folds."""
-        cfg = self.evaluation_cfg(backbone, task, protocol)
+        cfg = self.evaluation_cfg(backbone, task, protocol, seed)
         reusable = protocol in ("robustness", "pediatric_transfer") and not cfg.get("probe_checkpoint")
-        order = [list(e) for e in self.cfg["evaluations"]]
+        order = [list(e) for e in self._evaluations(seed)]
         standard_first = (
             [task, "standard"] in order
             and [task, protocol] in order
@@ -275,7 +244,7 @@ class Study:
         )
         if not (self.cfg.get("reuse_standard_probe") and reusable and standard_first):
             return [cfg]
-        saved = {**copy.deepcopy(cfg), "probe_checkpoint": str(self.standard_probe(backbone, task))}
+        saved = {**copy.deepcopy(cfg), "probe_checkpoint": str(self.standard_probe(backbone, task, seed))}
         if protocol == "robustness":
             return [saved]
         conditions = list(cfg["protocol"]["conditions"])
@@ -284,19 +253,26 @@ class Study:
             runs.append({**cfg, "protocol": {**cfg["protocol"], "conditions": ["fine_tuned"]}})
         return runs
 
-    def evaluate(self) -> None:
+    def _evaluations(self, seed: int | None = None) -> list[list[str]]:
+        """The (task, protocol) pairs run at `seed`: all of them at the study's seed, a repeat's at others."""
+        if not self._suffix(seed):
+            return [list(e) for e in self.cfg["evaluations"]]
+        return [list(e) for e in self.cfg["repeats"]["evaluations"]]
+
+    def evaluate(self, seed: int | None = None) -> None:
         from echojepa.probe.runner import run_probe
 
-        for task, protocol in self.cfg["evaluations"]:
+        for task, protocol in self._evaluations(seed):
             for backbone in self.cfg["backbones"]:
-                marker = self._marker(backbone, task, protocol)
+                marker = self._marker(backbone, task, protocol, seed)
 
                 def run(backbone=backbone, task=task, protocol=protocol, marker=marker) -> None:
-                    runs = self.evaluation_runs(backbone, task, protocol)
+                    runs = self.evaluation_runs(backbone, task, protocol, seed)
                     written = [p for cfg in runs for p in run_probe(cfg)]
                     atomic_write_text(marker, json.dumps([str(p) for p in written], indent=1))
 
-                self._stage(f"probe {task}/{protocol} on {backbone}", marker.exists, run)
+                name = f"probe {task}/{protocol} on {backbone}{self._suffix(seed)}"
+                self._stage(name, marker.exists, run)
 
     def bundle(self) -> Path:
         from echojepa.predict import make_bundle
@@ -324,7 +300,8 @@ class Study:
         if exp is None:
             return curves
         for run in client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"]):
-            name = run.info.run_name.split("-")[0]
+            parts = run.info.run_name.split("-")  # <objective>-<model>, then -seed<k> for a repeat
+            name = parts[0] + (f"-{parts[-1]}" if len(parts) > 2 and parts[-1].startswith("seed") else "")
             if name in curves:
                 continue
             hist = client.get_metric_history(run.info.run_id, "train/loss_step")
@@ -370,9 +347,9 @@ class Study:
             pretrain_curves=self.pretrain_curves(),
             pretrain_gflops=self.pretrain_gflops(),
             online_probes={
-                o: self.pretrain_dir(o) / "online_probe.csv"
-                for o in self.cfg["pretrain"]
-                if (self.pretrain_dir(o) / "online_probe.csv").exists()
+                name: path / "online_probe.csv"
+                for name, path in self.pretrain_runs().items()
+                if (path / "online_probe.csv").exists()
             },
             extra_figures=extra,
         )
@@ -413,11 +390,11 @@ class Study:
         for name, src in found.items():
             if src.exists():
                 copy(src, name)
-        for objective in self.cfg["pretrain"]:
+        for run_name, run_dir in self.pretrain_runs().items():
             for name in ("summary.json", "online_probe.csv"):
-                src = self.pretrain_dir(objective) / name
+                src = run_dir / name
                 if src.exists():
-                    copy(src, f"pretrain-{objective}-{name}")
+                    copy(src, f"pretrain-{run_name}-{name}")
         repo = Path(__file__).resolve().parents[1]
         try:  # an installed copy or a machine without git has no commit to name
             commit = subprocess.run(
@@ -443,9 +420,10 @@ class Study:
         # the store exists before any stage logs: two studies sharing runs/ never race to create it
         ensure_tracking_store(f"sqlite:///{self.mlflow_db}")
         self.synth()
-        for objective in self.cfg["pretrain"]:
-            self.pretrain(objective)
-        self.evaluate()
+        for seed in [self.cfg["seed"], *self.repeat_seeds()]:  # the study's seed complete first
+            for objective in self.cfg["pretrain"]:
+                self.pretrain(objective, seed)
+            self.evaluate(seed)
         bundle = self.bundle()
         result = self.report(bundle)
         summary = {

@@ -144,6 +144,58 @@ def test_pretrained_and_random_init_side_by_side(study):
     print("tiny-study LVEF MAE:", {k: round(v, 2) for k, v in sorted(maes.items())})
 
 
+def test_a_repeat_seed_pretrains_again_and_repeats_its_evaluations_under_the_same_names(study):
+    import torch
+
+    from echojepa.report.claims import seed_claims
+    from echojepa.report.paired import Pairing
+    from echojepa.report.records import ResultSet, load_records
+    from echojepa.report.tables import build_tables
+
+    s, _ = study
+    for objective in ("jepa", "mae"):
+        first, again = (
+            torch.load(s.pretrain_dir(objective, k) / "reference.pt", weights_only=True)["encoder"]
+            for k in (0, 1)
+        )
+        assert s.pretrain_dir(objective, 1).name == f"{objective}-seed1"
+        assert any(not torch.equal(first[n], again[n]) for n in first)  # another seed, other weights
+    lvef = [r for r in load_records(s.store) if (r["task"], r["protocol"]) == ("lvef", "standard")]
+    seeds = {(r["backbone"], r["condition"]): set() for r in lvef}
+    for r in lvef:
+        seeds[(r["backbone"], r["condition"])].add(r["seed"])
+    assert {k: v for k, v in seeds.items() if k[0] != "trivial"} == {
+        (b, c): {0, 1} for b in s.cfg["backbones"] for c in ("internal", "external")
+    }
+    view = [r for r in load_records(s.store) if (r["task"], r["protocol"]) == ("view", "standard")]
+    assert {r["seed"] for r in view} == {0}  # only the repeated evaluations run at the repeat seed
+    cells = {r.label: r.cells for r in build_tables(load_records(s.store))[1].rows if not r.summary}
+    assert cells["echojepa_demo"][0].n_seeds == 2  # mean ± sd over the two seeds
+    claims = [
+        c
+        for c in seed_claims(ResultSet.from_records(load_records(s.store)), Pairing(s.store))
+        if "LVEF MAE, internal" in c.subject
+    ]
+    assert claims and all(c.result is not None and c.result.n_seeds == 2 for c in claims)
+    assert {"jepa-seed1", "mae-seed1"} <= set(s.pretrain_runs())
+    assert (s.backbone_cfg("random_vit")["seed"], s.backbone_cfg("random_vit", 1)["seed"]) == (0, 1)
+
+
+def test_repeats_a_study_cannot_run_are_refused_naming_the_study():
+    from echojepa.study_config import check_repeats
+
+    base = {"seed": 0, "evaluations": [["lvef", "standard"], ["view", "sample_efficiency"]]}
+    check_repeats({**base, "repeats": {"seeds": [1, 2], "evaluations": [["lvef", "standard"]]}}, "x")
+    for seeds, evaluations, why in (
+        ([0], [["lvef", "standard"]], "differ from seed"),
+        ([1, 1], [["lvef", "standard"]], "distinct"),
+        ([1], [["view", "standard"]], "not in evaluations"),
+        ([1], [["view", "sample_efficiency"]], "probe seeds of its own"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            check_repeats({**base, "repeats": {"seeds": seeds, "evaluations": evaluations}}, "x")
+
+
 def _bare_study(root, monkeypatch) -> Study:
     """A study whose stages are stubs: only the stage bookkeeping runs (no world, no training)."""
     s = Study("tiny", root)
@@ -215,7 +267,7 @@ def test_robustness_and_pediatric_zero_shot_evaluate_the_standard_head(study):
 
     s, _ = study
     recs = [r for r in load_records(s.store) if r["task"] == "lvef" and r["backbone"] == "random_vit"]
-    by = {(r["protocol"], r["condition"]): r for r in recs}
+    by = {(r["protocol"], r["condition"]): r for r in recs if r["seed"] == 0}  # the study's seed
     head = str(s.standard_probe("random_vit", "lvef"))
     assert by[("robustness", "original")]["evaluation_of"] == head
     assert by[("pediatric_transfer", "zero_shot")]["evaluation_of"] == head

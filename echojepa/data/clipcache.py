@@ -214,6 +214,10 @@ class ClipCache:
         return folder / f"{key}.npy", folder / f"{key}.json"
 
     # ----- reading --------------------------------------------------------------------------------
+    def has_entry(self, path: str | os.PathLike[str]) -> bool:
+        """Whether the video has a stored entry under its current key (not checked here: open checks)."""
+        return self.entry_paths(self.key(self.key_parts(path)))[1].is_file()
+
     def open(self, path: str | os.PathLike[str]) -> CachedVideo | DirectVideo:
         """The video's frames at the stored size: its entry (built on a miss), or, past the budget or in
         a reading_only() view, a reader that decodes on demand with the same pixels."""

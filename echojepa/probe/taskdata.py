@@ -120,6 +120,15 @@ class TaskData:
             records, spec, transform, mode=mode, degradation=deg, seed=self.seed, frame_cache=frames
         )
 
+    def decoding_workers(self, ds: VideoClipDataset) -> int:
+        """Loader workers for a feature pass over ``ds``: none when the frame cache holds every video (a
+        pass that only reads memory maps is faster without starting worker processes), ``num_workers``
+        when something is decoded. The features do not depend on it (echojepa.data.torchdata)."""
+        cache = ds.frame_cache
+        if cache is not None and all(cache.has_entry(r.path) for r in ds.records):
+            return 0
+        return self.num_workers
+
     def split(
         self, split: str, mode: str = "center", degradation: str | None = None, aug_view: int | None = None
     ) -> SplitData:
@@ -148,7 +157,7 @@ class TaskData:
                 self.device,
                 self.progress,
                 aug_view=aug_view,
-                num_workers=self.num_workers,
+                num_workers=self.decoding_workers(ds),
             ),
             expect_paths=[str(r.path) for r in records],  # row i must be record i: targets follow records
         )

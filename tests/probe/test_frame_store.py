@@ -56,6 +56,16 @@ def test_a_later_backbone_reads_the_stored_frames_and_decodes_nothing(synth_worl
     assert other.tokens.shape[0] == len(other.records)
 
 
+def test_workers_start_only_for_passes_that_decode(synth_world, tmp_path):
+    data = _data(synth_world, tmp_path / "feats", ClipCache(tmp_path / "frames", None))
+    data.num_workers = 2
+    records, _ = data.usable("test")
+    assert data.decoding_workers(data.dataset(records, "center")) == 2  # nothing stored yet
+    data.split("test")
+    assert data.decoding_workers(data.dataset(records, "center")) == 0  # every video read from its entry
+    assert data.decoding_workers(data.dataset(records, "center", degradation="shadow_low")) == 2
+
+
 def test_passes_that_need_the_sector_mask_read_the_files(synth_world, tmp_path):
     data = _data(synth_world, tmp_path / "feats", ClipCache(tmp_path / "frames", None))
     records, _ = data.usable("test")
