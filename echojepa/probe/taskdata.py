@@ -24,6 +24,7 @@ from echojepa.data.datasets import read_index
 from echojepa.data.degrade import load_degradation
 from echojepa.data.index import DatasetIndex, Record
 from echojepa.data.torchdata import VideoClipDataset
+from echojepa.precision import autocast_dtype_of, resolve_precision
 from echojepa.probe.backbone_base import Backbone
 from echojepa.probe.feature_cache import CachedFeatures, FeatureCache
 from echojepa.probe.feature_extraction import stream_features
@@ -71,6 +72,7 @@ class TaskData:
         seed: int = 0,
         progress: bool = True,
         frame_cache: ClipCache | None = None,
+        feature_precision: str = "32-true",
     ) -> None:
         self.cfg = dict(dataset_cfg)
         self.task = dict(task)
@@ -82,6 +84,7 @@ class TaskData:
         self.seed = seed
         self.progress = progress
         self.frame_cache = frame_cache
+        self.feature_precision = resolve_precision(feature_precision, torch.device(device).type)
         self.index: DatasetIndex = read_index(
             self.cfg["format"], Path(self.cfg["root"]), **(self.cfg.get("reader") or {})
         )
@@ -147,6 +150,7 @@ class TaskData:
             split=split,
             aug_view=aug_view,
             degradation_name=degradation,
+            precision=self.feature_precision,
         )
         feats = self.cache.get_or_compute(
             parts,
@@ -158,6 +162,7 @@ class TaskData:
                 self.progress,
                 aug_view=aug_view,
                 num_workers=self.decoding_workers(ds),
+                autocast_dtype=autocast_dtype_of(self.feature_precision),
             ),
             expect_paths=[str(r.path) for r in records],  # row i must be record i: targets follow records
         )
