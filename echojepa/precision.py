@@ -1,7 +1,8 @@
 """Which precision a run computes in: "32-true", "bf16-mixed", or "auto" (bf16-mixed where bf16 pays).
 
-Pretraining hands the resolved value to Lightning's Trainer; the probes autocast their heads with it
-(features are always extracted in float32, so a feature cache never depends on the probe's precision).
+Pretraining hands the resolved value to Lightning's Trainer; the probes autocast their heads with it,
+and feature passes the frozen backbone with evaluate.yaml's own `feature_precision` (part of the feature
+cache key when not float32, so a cache never depends on the heads' precision).
 "auto" picks bf16-mixed on CUDA and on CPUs with native bf16 matmuls, float32 elsewhere: on a CPU
 without them bf16 runs a scalar fallback (measured 0.37-0.67x the float32 step on an AVX2 AMD EPYC,
 README "Performance"), while on an AVX512-BF16 AMD EPYC the ViT-tiny 16 x 112 JEPA step ran 2.26x and a

@@ -61,7 +61,7 @@ class ProbeConfig:
     val_passes: int | None = None
     heads_per_pass: int | None = None
     batch_size: int = 32
-    precision: str = "32-true"  # the heads' training autocast (echojepa.precision; features stay float32)
+    precision: str = "32-true"  # the heads' training autocast (echojepa.precision; not the features')
     aug_views: int = 0
     schedule: dict = field(default_factory=dict, metadata=keys(Kwargs(ProbeSchedule)))
 
@@ -283,6 +283,7 @@ class EvaluateConfig:
     store: str | None = None
     cache_dir: str | None = None
     batch_size: int = 16
+    feature_precision: str = "32-true"
     num_workers: int = 0
     frame_cache: FrameCacheConfig = field(default_factory=FrameCacheConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from echojepa.data.clipcache import ClipCache
+from echojepa.precision import resolve_precision
 from echojepa.probe.backbone_base import Backbone
 from echojepa.probe.feature_cache import FeatureCache
 from echojepa.probe.taskdata import TaskData
@@ -52,4 +54,11 @@ class Context:
             self.cfg.get("feature_seed", 0),
             self.progress,
             frame_cache=self.frames,
+            feature_precision=self.feature_precision,
         )
+
+    @property
+    def feature_precision(self) -> str:
+        """The precision feature passes run in, resolved for the device ("auto" -> what pays there)."""
+        device = torch.device(self.cfg.get("device", "cpu")).type
+        return resolve_precision(str(self.cfg.get("feature_precision", "32-true")), device)

@@ -132,12 +132,14 @@ def feature_key_parts(
     aug_view: int | None = None,
     pool: str = "tokens",
     degradation_name: str | None = None,
+    precision: str = "32-true",
 ) -> dict[str, Any]:
     """Every key part of the features ``stream_features(backbone, dataset, aug_view=..., pool=...)``
     would produce: backbone identity, code version, dataset identity, clip spec, clip mode, transform,
-    degradation (name, parameters, seed), split, aug view and pooling, and the stored size of the
-    dataset's frame cache when it shrinks frames (echojepa.probe.frame_store: one that stores frames as
-    decoded gives the file's pixels, so it is no part of the key and shares the uncached entries)."""
+    degradation (name, parameters, seed), split, aug view and pooling; the backbone's autocast precision
+    when it is not float32 (float32 entries keep their earlier keys); and the stored size of the dataset's
+    frame cache when it shrinks frames (echojepa.probe.frame_store: one that stores frames as decoded
+    gives the file's pixels, so it is no part of the key and shares the uncached entries)."""
     parts = {
         "backbone": backbone.identity(),
         "code": code_version(backbone, dataset, dataset.transform, dataset.degradation),
@@ -150,6 +152,8 @@ def feature_key_parts(
         "aug_view": aug_view,
         "pool": pool,
     }
+    if precision != "32-true":
+        parts["precision"] = precision
     frames = dataset.frame_cache
     if frames is not None and frames.short_side is not None:
         parts["frames"] = {"short_side": frames.short_side, "interpolation": frames.interpolation}

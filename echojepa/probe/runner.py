@@ -60,6 +60,9 @@ def check_keys(cfg: dict[str, Any]) -> None:
     precision = str((cfg.get("probe") or {}).get("precision", "32-true"))
     if precision not in PRECISIONS:
         raise ProbeInputError(f"probe.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    features = str(cfg.get("feature_precision", "32-true"))
+    if features not in PRECISIONS:
+        raise ProbeInputError(f"feature_precision: {features!r} is not one of {', '.join(PRECISIONS)}")
 
 
 def run_probe(cfg: dict[str, Any], progress: bool = True) -> list[Path]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from echojepa.data.clipcache import ClipCache
@@ -24,6 +25,7 @@ from echojepa.data.datasets import read_index
 from echojepa.data.degrade import load_degradation
 from echojepa.data.index import DatasetIndex, Record
 from echojepa.data.torchdata import VideoClipDataset
+from echojepa.precision import autocast_dtype_of, resolve_precision
 from echojepa.probe.backbone_base import Backbone
 from echojepa.probe.feature_cache import CachedFeatures, FeatureCache
 from echojepa.probe.feature_extraction import stream_features
@@ -71,6 +73,7 @@ class TaskData:
         seed: int = 0,
         progress: bool = True,
         frame_cache: ClipCache | None = None,
+        feature_precision: str = "32-true",
     ) -> None:
         self.cfg = dict(dataset_cfg)
         self.task = dict(task)
@@ -82,6 +85,7 @@ class TaskData:
         self.seed = seed
         self.progress = progress
         self.frame_cache = frame_cache
+        self.feature_precision = resolve_precision(feature_precision, torch.device(device).type)
         self.index: DatasetIndex = read_index(
             self.cfg["format"], Path(self.cfg["root"]), **(self.cfg.get("reader") or {})
         )
@@ -147,6 +151,7 @@ class TaskData:
             split=split,
             aug_view=aug_view,
             degradation_name=degradation,
+            precision=self.feature_precision,
         )
         feats = self.cache.get_or_compute(
             parts,
@@ -158,6 +163,7 @@ class TaskData:
                 self.progress,
                 aug_view=aug_view,
                 num_workers=self.decoding_workers(ds),
+                autocast_dtype=autocast_dtype_of(self.feature_precision),
             ),
             expect_paths=[str(r.path) for r in records],  # row i must be record i: targets follow records
         )
@@ -181,6 +187,26 @@ def targets(records: Sequence[Record], task: Mapping[str, Any]) -> np.ndarray:
 
 
 # ----- single-view probe inputs ---------------------------------------------------------------------------
+# A split whose tokens take at most this many bytes as float32 is read from its memory map once, not per
+# item and epoch: a probe reads every item every epoch, and at CPU demo scale the per-item read and
+# float16 conversion of a batch cost as much as a small head's training step. The values are the same.
+DENSE_SPLIT_BYTES = 256 * 2**20
+
+
+def dense_tokens(data: SplitData) -> Tensor | None:
+    """The split's tokens as one float32 tensor when they fit DENSE_SPLIT_BYTES, else None."""
+    if data.tokens.size * 4 > DENSE_SPLIT_BYTES:
+        return None
+    return torch.from_numpy(np.asarray(data.tokens, dtype=np.float32))  # [n, S, N, D]
+
+
+def clip_tokens(data: SplitData, dense: Tensor | None, item: int, clips: int | list[int]) -> Tensor:
+    """Tokens of an item's clips as float32 ([N, D] for one clip index, [S, N, D] for a list)."""
+    if dense is not None:
+        return dense[item, clips]
+    return torch.from_numpy(np.asarray(data.tokens[item, clips], dtype=np.float32))
+
+
 class SingleViewInputs(Dataset):
     """Item i -> the tokens of its S clips concatenated ([S*N, D]; padded clips masked) and its target.
 
@@ -192,13 +218,14 @@ class SingleViewInputs(Dataset):
     ) -> None:
         self.data, self.target = data, target
         self.groups = groups or [(i, list(range(int(data.num_clips[i])))) for i in range(len(target))]
+        self._dense = dense_tokens(data)
 
     def __len__(self) -> int:
         return len(self.groups)
 
     def __getitem__(self, j: int) -> dict[str, Any]:
         i, clips = self.groups[j]
-        tokens = torch.from_numpy(np.asarray(self.data.tokens[i, clips], dtype=np.float32))  # [S, N, D]
+        tokens = clip_tokens(self.data, self._dense, i, clips)  # [S, N, D]
         return {"tokens": tokens.flatten(0, 1), "item": i, "target": self.target[i]}
 
 
@@ -215,16 +242,19 @@ def all_clip_groups(num_clips: np.ndarray, segments: int) -> list[tuple[int, lis
 
 
 def collate_single(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    n = max(b["tokens"].shape[0] for b in batch)
-    d = batch[0]["tokens"].shape[1]
-    tokens = torch.zeros(len(batch), n, d)
-    mask = torch.ones(len(batch), n, dtype=torch.bool)  # True = padding
-    for k, b in enumerate(batch):
-        tokens[k, : b["tokens"].shape[0]] = b["tokens"]
-        mask[k, : b["tokens"].shape[0]] = False
+    lengths = [b["tokens"].shape[0] for b in batch]
+    n = max(lengths)
+    if min(lengths) == n:  # no padding (every item the same number of clips): one stack
+        tokens, mask = torch.stack([b["tokens"] for b in batch]), None
+    else:
+        tokens = torch.zeros(len(batch), n, batch[0]["tokens"].shape[1])
+        mask = torch.ones(len(batch), n, dtype=torch.bool)  # True = padding
+        for k, b in enumerate(batch):
+            tokens[k, : b["tokens"].shape[0]] = b["tokens"]
+            mask[k, : b["tokens"].shape[0]] = False
     return {
         "tokens": tokens,
-        "mask": mask if mask.any() else None,
+        "mask": mask,
         "target": torch.as_tensor(np.array([b["target"] for b in batch])),
         "item": torch.tensor([b["item"] for b in batch]),
     }
@@ -259,6 +289,7 @@ class MultiViewInputs(Dataset):
 
     def __init__(self, data: SplitData, rows: list[ExamViews], clips: int) -> None:
         self.data, self.rows, self.clips = data, rows, clips
+        self._dense = dense_tokens(data)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -273,9 +304,7 @@ class MultiViewInputs(Dataset):
                 continue
             item, have = slot
             for c in range(min(self.clips, have)):
-                tokens[v * self.clips + c] = torch.from_numpy(
-                    np.asarray(self.data.tokens[item, c], dtype=np.float32)
-                )
+                tokens[v * self.clips + c] = clip_tokens(self.data, self._dense, item, c)
                 presence[v * self.clips + c] = True
         return {"tokens": tokens, "presence": presence, "target": s.target, "item": j}
 

@@ -205,13 +205,15 @@ def train_task_probe(
 
 def probe_input(ctx: Context, tokens_shape: Sequence[int]) -> dict[str, Any]:
     """What the backbone was given and what the probe saw, for the record (the report's setup table):
-    frames per clip, their size and step, clips per item, tokens per clip and the backbone's width."""
+    frames per clip, their size and step, clips per item, tokens per clip, the backbone's width and the
+    precision its forward ran in."""
     spec = clip_spec(ctx.task, ctx.backbone)
     _, clips, tokens, dim = (int(v) for v in tokens_shape)  # [n, S, N, D]
     size = int(ctx.backbone.preprocess.img_size)
     return {
         "frames": int(spec.frames), "frame_step": spec.frame_step, "img_size": size,
         "clips": clips, "tokens_per_clip": tokens, "backbone_dim": dim,
+        "feature_precision": ctx.feature_precision,
     }  # fmt: skip
 
 

@@ -21,7 +21,12 @@ _HEADERS = ("Task", "Input", "Clips / item", "Tokens / clip", "Probe", "Trainabl
 
 def _input_text(given: dict) -> str:
     step = given.get("frame_step")
-    return f"{given['frames']} x {given['img_size']}px" + (f", step {step}" if step else "")
+    bf16 = given.get("feature_precision") == "bf16-mixed"  # the backbone's forward (echojepa/probe/taskdata)
+    return (
+        f"{given['frames']} x {given['img_size']}px"
+        + (f", step {step}" if step else "")
+        + (", bf16 forward" if bf16 else "")
+    )
 
 
 def _pooling(probe: dict) -> str:

@@ -55,6 +55,13 @@ def test_a_spatially_pooled_probe_says_so_in_the_probe_column() -> None:
     assert row["Probe"] == "attentive, depth 2, width 128, space pooled to 1 x 1"
 
 
+def test_a_bf16_feature_pass_says_so_in_the_input_column() -> None:
+    record = _given(make_record("echojepa", "lvef", "standard", "internal", {"mae": 6.0}), 16, 64, 128, 96)
+    record["chosen"]["probe"]["input"]["feature_precision"] = "bf16-mixed"
+    row = setup_table(ResultSet.from_records([record])).as_rows()[0]
+    assert row["Input"] == "16 x 64px, step 2, bf16 forward"
+
+
 def test_records_without_the_input_entry_show_missing_marks() -> None:
     table = setup_table(
         ResultSet.from_records([make_record("random_vit", "lvef", "standard", "internal", {"mae": 9.0})])

@@ -1,0 +1,59 @@
+"""Probe inputs from cached features: a small split read into memory once gives exactly the items the
+memory map gives, and a batch without padding carries no mask."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from echojepa.probe import taskdata
+from echojepa.probe.taskdata import ExamViews, MultiViewInputs, SingleViewInputs, collate_single
+
+
+def _split(tmp_path) -> SimpleNamespace:
+    tokens = np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.float16, shape=(5, 3, 4, 2))
+    tokens[:] = np.random.default_rng(0).normal(size=tokens.shape)
+    tokens.flush()
+    return SimpleNamespace(
+        tokens=np.load(tmp_path / "f.npy", mmap_mode="r"), num_clips=np.array([3, 1, 2, 3, 3])
+    )
+
+
+@pytest.mark.parametrize("groups", [None, [(0, [0, 1]), (2, [1, 1]), (4, [2])]])
+def test_a_split_read_into_memory_gives_the_items_of_the_memory_map(tmp_path, monkeypatch, groups):
+    data, target = _split(tmp_path), np.arange(5.0)
+    dense = SingleViewInputs(data, target, groups)
+    monkeypatch.setattr(taskdata, "DENSE_SPLIT_BYTES", 0)  # every split too big: read per item
+    mapped = SingleViewInputs(data, target, groups)
+    assert dense._dense is not None and mapped._dense is None
+    for j in range(len(dense)):
+        a, b = dense[j], mapped[j]
+        assert torch.equal(a["tokens"], b["tokens"]) and a["tokens"].dtype == torch.float32
+        assert (a["item"], a["target"]) == (b["item"], b["target"])
+
+
+def test_a_batch_pads_only_when_items_differ_in_clips(tmp_path):
+    ds = SingleViewInputs(_split(tmp_path), np.arange(5.0))
+    same = collate_single([ds[0], ds[3]])
+    assert same["mask"] is None and same["tokens"].shape == (2, 12, 2)
+    mixed = collate_single([ds[0], ds[1]])
+    assert mixed["tokens"].shape == (2, 12, 2)
+    assert mixed["mask"][1].tolist() == [False] * 4 + [True] * 8 and not mixed["mask"][0].any()
+    assert torch.equal(mixed["tokens"][1, 4:], torch.zeros(8, 2))
+
+
+def test_multi_view_inputs_read_into_memory_equal_the_memory_map(tmp_path, monkeypatch):
+    data = _split(tmp_path)
+    rows = [
+        ExamViews("s0", "p0", 30.0, [(0, 3), (1, 1)]),
+        ExamViews("s1", "p1", 40.0, [None, (2, 2)]),  # a study without its first view
+    ]
+    dense = MultiViewInputs(data, rows, clips=2)
+    monkeypatch.setattr(taskdata, "DENSE_SPLIT_BYTES", 0)
+    mapped = MultiViewInputs(data, rows, clips=2)
+    assert dense._dense is not None and mapped._dense is None
+    for j in range(2):
+        a, b = dense[j], mapped[j]
+        assert torch.equal(a["tokens"], b["tokens"]) and torch.equal(a["presence"], b["presence"])
+    assert dense[1]["presence"].tolist() == [False, False, True, True]
