@@ -13,11 +13,11 @@ The explicit form writes every score to memory (and autograd keeps the softmax f
 once the scores outgrow the cache it is bound by memory traffic, not arithmetic. Past ``CHUNK_FROM``
 scores it runs in chunks of ``CHUNK_SCORES`` scores that stay in cache, and the backward recomputes each
 chunk's softmax instead of reading a stored one: the same bf16 arithmetic (the same rounding of the
-scores, the softmax and its gradient), in a different order. A probe's self-attention over 2 clips x 128
-tokens (batch 32, 2 heads of the lr grid, 4 attention heads: 16.8M scores) took 34 ms forward +
-backward chunked against 64 ms explicit, while below ~8M scores the explicit form is faster (ViT-tiny at
-8 x 3 x 392²: 7.3 ms explicit, 9.7 ms chunked); measured side by side by `make bench`,
-attention_fwd_bwd_probe_lvef and attention_fwd_bwd_vitt_16x112_b8.
+scores, the softmax and its gradient), in a different order. It pays at the scale of a probe's
+self-attention over 2 clips x 128 tokens (batch 32, 2 heads of the lr grid, 4 attention heads: 16.8M
+scores), and below ~8M scores the explicit form is the faster (ViT-tiny pretraining at 8 x 3 x 392²);
+`make bench` prints both forms at both shapes (attention_fwd_bwd_probe_lvef,
+attention_fwd_bwd_vitt_16x112_b8), and `make demo`'s LVEF probe stages show the effect.
 """
 
 from __future__ import annotations
