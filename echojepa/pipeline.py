@@ -30,6 +30,20 @@ from echojepa.study_config import load_study
 log = logging.getLogger(__name__)
 
 
+def git_commit() -> str | None:
+    """The short commit of this checkout (None for an installed copy or a machine without git)."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
 def _compose(config_name: str, overrides: list[str]) -> dict[str, Any]:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return to_plain(compose(config_name=config_name, overrides=overrides))
@@ -360,9 +374,10 @@ class Study:
     def publish(self, dest: Path, command: str) -> Path:
         """Copy what a study found (not its caches) to `dest` for committing: the report (markdown and
         figures), the study summary with stage timings, each pretraining run's summary and online-probe
-        curve, the recipe trials, and provenance (command, git commit, date, wall time, machine)."""
+        curve, the recipe trials, and provenance (command, git commit, date, wall time, machine). The
+        commit is the one the run started at (study-summary.json), not the checkout's at publish time,
+        which may have moved on while a long study ran."""
         import platform
-        import subprocess
         from datetime import UTC, datetime
 
         from echojepa.io.atomic import atomic_write_bytes
@@ -395,16 +410,9 @@ class Study:
                 src = run_dir / name
                 if src.exists():
                     copy(src, f"pretrain-{run_name}-{name}")
-        repo = Path(__file__).resolve().parents[1]
-        try:  # an installed copy or a machine without git has no commit to name
-            commit = subprocess.run(
-                ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-            ).stdout.strip()
-        except OSError:
-            commit = ""
         provenance = {
             "command": command,
-            "commit": commit or None,
+            "commit": summary.get("commit") or git_commit(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "wall_s": summary.get("seconds"),
             "stages_s": summary.get("stages"),
@@ -417,6 +425,7 @@ class Study:
         from echojepa.tracking import ensure_tracking_store
 
         t0 = time.perf_counter()
+        commit = git_commit()  # the code this run starts with (publish names it, not a later checkout)
         # the store exists before any stage logs: two studies sharing runs/ never race to create it
         ensure_tracking_store(f"sqlite:///{self.mlflow_db}")
         self.synth()
@@ -429,6 +438,7 @@ class Study:
         summary = {
             "study": self.cfg["name"],
             "root": str(self.root),
+            "commit": commit,
             "seconds": round(time.perf_counter() - t0, 1),
             "stages": self.timings,
             "report": {k: str(v) for k, v in result.items() if k in ("markdown", "html")},

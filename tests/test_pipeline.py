@@ -98,6 +98,16 @@ def test_publish_copies_results_and_provenance_but_no_caches(study, tmp_path):
     assert provenance["wall_s"] is not None and provenance["date"]
 
 
+def test_provenance_names_the_commit_the_run_started_at_not_a_later_checkout(study, tmp_path, monkeypatch):
+    import echojepa.pipeline
+
+    s, _ = study
+    started = json.loads((s.runs / "study-summary.json").read_text())["commit"]
+    monkeypatch.setattr(echojepa.pipeline, "git_commit", lambda: "moved0")  # commits made during the run
+    dest = s.publish(tmp_path / "published", command="scripts/demo.py --study tiny")
+    assert json.loads((dest / "provenance.json").read_text())["commit"] == (started or "moved0")
+
+
 def test_publish_again_drops_figures_the_new_report_no_longer_draws(study, tmp_path):
     s, _ = study
     dest = tmp_path / "published"

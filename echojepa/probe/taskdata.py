@@ -41,6 +41,12 @@ def clip_spec(task: Mapping[str, Any], backbone: Backbone, mode: str = "center")
     return backbone.preprocess.clip_spec(task.get("clip"))
 
 
+# A split whose tokens take at most this many bytes as float32 is read from its memory map once, on first
+# use, not per item and epoch: a probe reads every item every epoch, and at CPU demo scale the per-item
+# read and float16 conversion of a batch cost as much as a small head's training step. Same values.
+DENSE_SPLIT_BYTES = 256 * 2**20
+
+
 @dataclass
 class SplitData:
     """Cached features of one split plus what the probe needs per item."""
@@ -48,6 +54,15 @@ class SplitData:
     features: CachedFeatures
     records: list[Record]
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out of this task
+    _dense: Tensor | None = field(default=None, init=False, repr=False)
+
+    def clip_tokens(self, item: int, clips: int | list[int]) -> Tensor:
+        """An item's clip tokens as float32: [N, D] for one clip index, [S, N, D] for a list."""
+        if self._dense is None and self.tokens.size * 4 <= DENSE_SPLIT_BYTES:
+            self._dense = torch.from_numpy(np.asarray(self.tokens, dtype=np.float32))  # [n, S, N, D]
+        if self._dense is not None:
+            return self._dense[item, clips]
+        return torch.from_numpy(np.asarray(self.tokens[item, clips], dtype=np.float32))
 
     @property
     def tokens(self) -> np.ndarray:  # [n, S, N, D] float16 (memory-mapped)
@@ -187,26 +202,6 @@ def targets(records: Sequence[Record], task: Mapping[str, Any]) -> np.ndarray:
 
 
 # ----- single-view probe inputs ---------------------------------------------------------------------------
-# A split whose tokens take at most this many bytes as float32 is read from its memory map once, not per
-# item and epoch: a probe reads every item every epoch, and at CPU demo scale the per-item read and
-# float16 conversion of a batch cost as much as a small head's training step. The values are the same.
-DENSE_SPLIT_BYTES = 256 * 2**20
-
-
-def dense_tokens(data: SplitData) -> Tensor | None:
-    """The split's tokens as one float32 tensor when they fit DENSE_SPLIT_BYTES, else None."""
-    if data.tokens.size * 4 > DENSE_SPLIT_BYTES:
-        return None
-    return torch.from_numpy(np.asarray(data.tokens, dtype=np.float32))  # [n, S, N, D]
-
-
-def clip_tokens(data: SplitData, dense: Tensor | None, item: int, clips: int | list[int]) -> Tensor:
-    """Tokens of an item's clips as float32 ([N, D] for one clip index, [S, N, D] for a list)."""
-    if dense is not None:
-        return dense[item, clips]
-    return torch.from_numpy(np.asarray(data.tokens[item, clips], dtype=np.float32))
-
-
 class SingleViewInputs(Dataset):
     """Item i -> the tokens of its S clips concatenated ([S*N, D]; padded clips masked) and its target.
 
@@ -218,14 +213,13 @@ class SingleViewInputs(Dataset):
     ) -> None:
         self.data, self.target = data, target
         self.groups = groups or [(i, list(range(int(data.num_clips[i])))) for i in range(len(target))]
-        self._dense = dense_tokens(data)
 
     def __len__(self) -> int:
         return len(self.groups)
 
     def __getitem__(self, j: int) -> dict[str, Any]:
         i, clips = self.groups[j]
-        tokens = clip_tokens(self.data, self._dense, i, clips)  # [S, N, D]
+        tokens = self.data.clip_tokens(i, clips)  # [S, N, D]
         return {"tokens": tokens.flatten(0, 1), "item": i, "target": self.target[i]}
 
 
@@ -289,7 +283,6 @@ class MultiViewInputs(Dataset):
 
     def __init__(self, data: SplitData, rows: list[ExamViews], clips: int) -> None:
         self.data, self.rows, self.clips = data, rows, clips
-        self._dense = dense_tokens(data)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -304,7 +297,7 @@ class MultiViewInputs(Dataset):
                 continue
             item, have = slot
             for c in range(min(self.clips, have)):
-                tokens[v * self.clips + c] = clip_tokens(self.data, self._dense, item, c)
+                tokens[v * self.clips + c] = self.data.clip_tokens(item, c)
                 presence[v * self.clips + c] = True
         return {"tokens": tokens, "presence": presence, "target": s.target, "item": j}
 
