@@ -55,6 +55,7 @@ class ProbeConfig:
     task_motion: dict = field(default_factory=dict)  # task name -> motion tokens on/off (probe/motion.py)
     task_epochs: dict = field(default_factory=dict)  # task name -> epochs (probe/task_settings.py)
     task_grid: dict = field(default_factory=dict)  # task name -> one of `grids` (probe/task_settings.py)
+    task_aug_views: dict = field(default_factory=dict)  # task name -> aug_views (probe/task_settings.py)
     grid_preset: str | None = None  # which of `grids` is `grid` (by interpolation)
     grids: dict[str, GridConfig] = field(default_factory=dict)
     min_steps: int = 0

@@ -1,7 +1,9 @@
-"""A task's own probe budget: ``probe.task_epochs`` and ``probe.task_grid`` (task name -> epochs, task
-name -> one of ``probe.grids``), resolved into ``probe.epochs`` and ``probe.grid`` before a run, so the
-training loop, the MLflow params and the records all read the task's values and nothing else has to
-know these keys exist. Like ``task_depth`` they are chosen on validation (conf/probe/, conf/study/)."""
+"""A task's own probe budget: ``probe.task_epochs``, ``probe.task_grid`` and ``probe.task_aug_views``
+(task name -> epochs, task name -> one of ``probe.grids``, task name -> augmented training views),
+resolved into ``probe.epochs``, ``probe.grid`` and ``probe.aug_views`` before a run, so the training
+loop, the feature passes, the MLflow params and the records all read the task's values and nothing else
+has to know these keys exist. Like ``task_depth`` they are chosen on validation (conf/probe/,
+conf/study/)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ from echojepa.probe.errors import ProbeInputError
 
 
 def with_task_settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    """cfg with ``probe.epochs`` / ``probe.grid`` (and ``grid_preset``) set from the task's entries, if
-    any; cfg itself is returned when the task has none. An unknown grid name is refused in one line."""
+    """cfg with ``probe.epochs`` / ``probe.grid`` (and ``grid_preset``) / ``probe.aug_views`` set from the
+    task's entries, if any; cfg itself is returned when the task has none. An unknown grid name or a bad
+    count is refused in one line."""
     probe, task = cfg["probe"], cfg["task"]["name"]
     epochs = (probe.get("task_epochs") or {}).get(task)
     grid = (probe.get("task_grid") or {}).get(task)
-    if epochs is None and grid is None:
+    views = (probe.get("task_aug_views") or {}).get(task)
+    if epochs is None and grid is None and views is None:
         return cfg
     out = copy.deepcopy(cfg)
     if epochs is not None:
@@ -32,4 +36,8 @@ def with_task_settings(cfg: dict[str, Any]) -> dict[str, Any]:
             )
         out["probe"]["grid"] = copy.deepcopy(grids[grid])
         out["probe"]["grid_preset"] = grid
+    if views is not None:
+        if isinstance(views, bool) or not isinstance(views, int) or views < 0:
+            raise ProbeInputError(f"probe.task_aug_views.{task}: must be an integer >= 0, got {views!r}")
+        out["probe"]["aug_views"] = views
     return out

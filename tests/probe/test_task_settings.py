@@ -1,4 +1,5 @@
-"""probe.task_epochs / probe.task_grid: a task's own budget reaches the training loop and nothing else's."""
+"""probe.task_epochs / task_grid / task_aug_views: a task's own budget reaches the training loop and nothing
+else's."""
 
 from pathlib import Path
 
@@ -67,3 +68,15 @@ def test_a_probe_run_trains_the_tasks_epochs_on_the_tasks_grid(synth_small, tmp_
     with pytest.raises(Stop):
         run_probe(cfg, progress=False)
     assert seen == {"epochs": 7, "lrs": [1.0e-3, 3.0e-3]}
+
+
+def test_the_named_task_gets_its_augmented_views_and_others_do_not():
+    out = with_task_settings(_cfg("lvef", "+probe.task_aug_views.lvef=4"))
+    assert out["probe"]["aug_views"] == 4
+    view = _cfg("view", "+probe.task_aug_views.lvef=4")
+    assert with_task_settings(view)["probe"]["aug_views"] == 0
+
+
+def test_a_negative_augmented_view_count_is_refused_in_one_line():
+    with pytest.raises(ProbeInputError, match="task_aug_views.lvef: must be an integer >= 0"):
+        with_task_settings(_cfg("lvef", "+probe.task_aug_views.lvef=-1"))
