@@ -188,10 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         results[f"probe_12_heads_per_pass_cpu_small_16x112_{kind}"] = heads_per_backbone_pass(
             small, 16, 112, batch_size=8, num_heads=12, kind=kind
         )
-    from echojepa.probe.bench import head_precision_step_times
+    from echojepa.probe.bench import attention_form_step_times, head_precision_step_times
 
     # the demo LVEF probe's training step in float32 vs bf16 autocast (probe.precision: auto)
     results["probe_head_fp32_vs_bf16_demo_lvef"] = head_precision_step_times(rounds=args.precision_rounds)
+    # the same bf16 step with the attention form echojepa.models.attention chooses vs the explicit one
+    rounds = args.precision_rounds
+    results["probe_head_bf16_attention_form_demo_lvef"] = attention_form_step_times(rounds=rounds)
     from echojepa.probe.bench import heads_flops_ratio
 
     # the reference LVEF protocol (16 frames x 112 px, 2 segments = 2 x 392 tokens) with the reference

@@ -13,11 +13,16 @@ The explicit form writes every score to memory (and autograd keeps the softmax f
 once the scores outgrow the cache it is bound by memory traffic, not arithmetic. Past ``CHUNK_FROM``
 scores it runs in chunks of ``CHUNK_SCORES`` scores that stay in cache, and the backward recomputes each
 chunk's softmax instead of reading a stored one: the same bf16 arithmetic (the same rounding of the
-scores, the softmax and its gradient), in a different order. It pays at the scale of a probe's
-self-attention over 2 clips x 128 tokens (batch 32, 2 heads of the lr grid, 4 attention heads: 16.8M
-scores), and below ~8M scores the explicit form is the faster (ViT-tiny pretraining at 8 x 3 x 392²);
-`make bench` prints both forms at both shapes (attention_fwd_bwd_probe_lvef,
-attention_fwd_bwd_vitt_16x112_b8), and `make demo`'s LVEF probe stages show the effect.
+scores, the softmax and its gradient), in a different order. At the scale of a probe's self-attention
+over 2 clips x 128 tokens (batch 32, 2 heads of the lr grid, 4 attention heads: 16.8M scores) it pays in
+a real probe training: the demo LVEF probe's train_probe_bank took 20.4-20.8 s chunked against 24.5-25.5 s
+explicit (AVX512-BF16 EPYC, 2026-12-03; results/bench/attention_form_2026-12-03.json and the script beside
+it). Isolated timings are no steady guide, since the explicit form is fast only when the allocator already
+holds its 33 MB score buffers: in a fresh process the attention alone ran 62-65 ms explicit against 32-37 ms
+chunked, inside `make bench` after the other benchmarks 25 ms against 31 ms (attention_fwd_bwd_probe_lvef;
+the whole bf16 probe step, probe_head_bf16_attention_form_demo_lvef, 0.119 against 0.101 s in a fresh
+process, 0.081 against 0.088 s in `make bench`). Below ~8M scores the explicit form is the faster
+(ViT-tiny pretraining at 8 x 3 x 392²: 7 ms against 9-10 ms, attention_fwd_bwd_vitt_16x112_b8).
 """
 
 from __future__ import annotations

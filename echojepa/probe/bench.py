@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,22 +77,19 @@ def heads_per_backbone_pass(
     }
 
 
-def head_precision_step_times(
-    in_dim: int = 96,
-    token_grid: tuple[int, int, int] = (8, 4, 4),
-    clips: int = 2,
-    width: int = 128,
-    depth: int = 2,
-    attn_heads: int = 4,
-    num_heads: int = 2,
-    batch_size: int = 32,
-    rounds: int = 10,
-) -> dict[str, float]:
-    """Median training step of a probe bank (``num_heads`` attentive heads on cached-size tokens, the
-    fixed projection to ``width`` and the position code, AdamW) in float32 and under bf16 autocast, one
-    step of each per round in turn so a change in load hits both alike. The defaults are the demo's LVEF
-    probe (cpu_tiny tokens: 2 clips x 8 x 4 x 4 of width 96; depth 2, width 128, the 2-head cpu_lr grid,
-    batch 32), what ``probe.precision: auto`` speeds up (echojepa/probe/fit.py)."""
+def _lvef_probe_step(
+    in_dim: int,
+    token_grid: tuple[int, int, int],
+    clips: int,
+    width: int,
+    depth: int,
+    attn_heads: int,
+    num_heads: int,
+    batch_size: int,
+) -> tuple[Callable[[torch.dtype | None], float], int]:
+    """One timed training step of a probe bank on cached-size random tokens (the fixed projection to
+    ``width``, the position code, AdamW), under autocast to the given dtype (None: float32); and the
+    number of tokens per item."""
     gen = torch.Generator().manual_seed(0)
     n = clips * int(np.prod(token_grid))
     tokens = torch.randn(batch_size, n, in_dim, generator=gen)  # [B, S*N, D]
@@ -114,14 +112,61 @@ def head_precision_step_times(
         opt.step()
         return time.perf_counter() - t0
 
-    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    return step, n
+
+
+def _alternating_medians(steps: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Median seconds of each step, run one of each per round in turn so a change in load hits all
+    alike; the first round only warms up."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(rounds + 1):
-        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-            t = step(dtype)
-            if r:  # the first round warms both up
+        for name, fn in steps.items():
+            t = fn()
+            if r:
                 times[name].append(t)
-    fp32, bf16 = (float(np.median(times[k])) for k in ("fp32", "bf16"))
-    return {"fp32_step_s": fp32, "bf16_step_s": bf16, "speedup": fp32 / bf16, "tokens": n, "heads": num_heads}
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+# the demo's LVEF probe (cpu_tiny tokens: 2 clips x 8 x 4 x 4 of width 96; depth 2, width 128, 4 attention
+# heads, the 2-head cpu_lr grid, batch 32)
+DEMO_LVEF_PROBE = {"in_dim": 96, "token_grid": (8, 4, 4), "clips": 2, "width": 128, "depth": 2,
+                   "attn_heads": 4, "num_heads": 2, "batch_size": 32}  # fmt: skip
+
+
+def head_precision_step_times(rounds: int = 10, **shape: Any) -> dict[str, float]:
+    """Median training step of a probe bank in float32 and under bf16 autocast (steps alternate). The
+    default shape is the demo's LVEF probe (DEMO_LVEF_PROBE), what ``probe.precision: auto`` speeds up
+    (echojepa/probe/fit.py)."""
+    step, n = _lvef_probe_step(**{**DEMO_LVEF_PROBE, **shape})
+    t = _alternating_medians({"fp32": lambda: step(None), "bf16": lambda: step(torch.bfloat16)}, rounds)
+    heads = int({**DEMO_LVEF_PROBE, **shape}["num_heads"])
+    return {"fp32_step_s": t["fp32"], "bf16_step_s": t["bf16"], "speedup": t["fp32"] / t["bf16"],
+            "tokens": n, "heads": heads}  # fmt: skip
+
+
+def attention_form_step_times(rounds: int = 10, **shape: Any) -> dict[str, float]:
+    """Median bf16 training step of the same probe bank with its attention as echojepa.models.attention
+    chooses it (at the demo LVEF shape, 16.8M scores, the chunked form) and forced to the explicit form
+    (CHUNK_FROM moved out of reach; steps alternate): the whole step, since an isolated attention's time
+    depends on whether the allocator already holds the explicit form's score buffers."""
+    from echojepa.models import attention
+
+    step, n = _lvef_probe_step(**{**DEMO_LVEF_PROBE, **shape})
+    default = attention.CHUNK_FROM
+
+    def with_threshold(threshold: int) -> Callable[[], float]:
+        def run() -> float:
+            attention.CHUNK_FROM = threshold
+            try:
+                return step(torch.bfloat16)
+            finally:
+                attention.CHUNK_FROM = default
+
+        return run
+
+    t = _alternating_medians({"explicit": with_threshold(1 << 62), "chosen": with_threshold(default)}, rounds)
+    return {"explicit_step_s": t["explicit"], "chosen_step_s": t["chosen"],
+            "chosen_speedup": t["explicit"] / t["chosen"], "tokens": n}  # fmt: skip
 
 
 def attentive_probe_train_flops(tokens: int, dim: int, depth: int, mlp_hidden: int, attn_heads: int) -> float:
