@@ -200,6 +200,8 @@ def train_task_probe(
         precision=str(ctx.probe.get("precision", "32-true")),
     )
     result.probe["input"] = probe_input(ctx, train.tokens.shape)
+    if ctx.probe.get("aug_views"):  # the setup table says so (echojepa/report/setup.py)
+        result.probe["aug_views"] = int(ctx.probe["aug_views"])
     return bank, ptask, result
 
 

@@ -33,6 +33,8 @@ def _pooling(probe: dict) -> str:
     space = probe.get("space_grid")  # tokens averaged over space to this grid first (probe/space_pool.py)
     text = f", space pooled to {space[0]} x {space[1]}" if space else ""
     text += ", motion tokens" if probe.get("motion") else ""  # probe/motion.py
+    views = probe.get("aug_views")  # the train split's augmented views, one per epoch (probe/training.py)
+    text += f", {views} augmented train views" if views else ""
     return text + (", bf16 training" if probe.get("precision") == "bf16-mixed" else "")  # probe/fit.py
 
 

@@ -337,9 +337,12 @@ def test_aug_views_trains_each_epoch_on_a_cached_augmented_view(synth_small, tmp
     cfg = _cfg(
         synth_small, tmp_path, "lvef", "standard", "probe.aug_views=2", "protocol.conditions=[internal]"
     )
-    run_probe(cfg, progress=False)
+    written = run_probe(cfg, progress=False)
     epochs = cfg["probe"]["epochs"]
     assert used[1:] == [aug_view_for_epoch(e, 2, seed=0) for e in range(epochs)]  # [0]: counting steps
+    # the record says so (the report's setup table reads it)
+    chosen = [c for c in (json.loads(p.read_text())["chosen"] for p in written) if c]  # not the trivial
+    assert chosen and {c["probe"]["aug_views"] for c in chosen} == {2}
     assert used[1] != used[2]  # consecutive epochs of a round differ
     train = [
         e["key_parts"] for e in FeatureCache(cfg["cache_dir"]).entries() if e["key_parts"]["split"] == "train"

@@ -55,6 +55,13 @@ def test_a_spatially_pooled_probe_says_so_in_the_probe_column() -> None:
     assert row["Probe"] == "attentive, depth 2, width 128, space pooled to 1 x 1"
 
 
+def test_a_probe_trained_on_augmented_views_says_how_many_in_the_probe_column() -> None:
+    record = _given(make_record("echojepa", "lvef", "standard", "internal", {"mae": 6.0}), 16, 64, 128, 96)
+    record["chosen"]["probe"]["aug_views"] = 4
+    row = setup_table(ResultSet.from_records([record])).as_rows()[0]
+    assert row["Probe"] == "attentive, depth 2, width 128, 4 augmented train views"
+
+
 def test_a_bf16_feature_pass_says_so_in_the_input_column() -> None:
     record = _given(make_record("echojepa", "lvef", "standard", "internal", {"mae": 6.0}), 16, 64, 128, 96)
     record["chosen"]["probe"]["input"]["feature_precision"] = "bf16-mixed"
