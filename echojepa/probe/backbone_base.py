@@ -89,6 +89,11 @@ class Backbone(nn.Module):
     ``identity()``.
     """
 
+    # whether a reduced-precision feature pass (feature_precision: bf16-mixed) changes what this backbone
+    # computes; a non-learned floor that computes statistics in float32 says False, and its features are
+    # then keyed and recorded as float32 (echojepa/probe/context.py)
+    reduced_precision_forward: bool = True
+
     def __init__(
         self, name: str, kind: str, preprocess: Preprocess, embed_dim: int, config: Mapping[str, Any]
     ) -> None:

@@ -59,6 +59,9 @@ class Context:
 
     @property
     def feature_precision(self) -> str:
-        """The precision feature passes run in, resolved for the device ("auto" -> what pays there)."""
+        """The precision feature passes run in, resolved for the device ("auto" -> what pays there);
+        float32 for a backbone whose forward reduced precision does not change (pixel statistics)."""
+        if not self.backbone.reduced_precision_forward:
+            return "32-true"
         device = torch.device(self.cfg.get("device", "cpu")).type
         return resolve_precision(str(self.cfg.get("feature_precision", "32-true")), device)

@@ -52,6 +52,10 @@ class PixelStatsBackbone(Backbone):
     Expects 0-1 intensities (its preprocess has mean 0, std 1).
     """
 
+    # means, stds, differences and an FFT: nothing CPU/CUDA autocast casts to bf16, so a bf16 feature pass
+    # would compute the same float32 numbers under another cache key and record
+    reduced_precision_forward = False
+
     def __init__(
         self,
         grid: int,

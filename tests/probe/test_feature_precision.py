@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from echojepa.config import to_plain
 from echojepa.paths import CONF_DIR
 from echojepa.probe.backbones import build_backbone
+from echojepa.probe.context import Context
 from echojepa.probe.errors import ProbeInputError
 from echojepa.probe.feature_cache import FeatureCache
 from echojepa.probe.runner import run_probe
@@ -56,4 +58,23 @@ def test_feature_precision_is_checked_first_and_recorded(synth_small, tmp_path):
         d["root"] = str(synth_small / Path(d["root"]).name)
     written = run_probe(cfg, progress=False)
     rec = json.loads(written[0].read_text())
-    assert rec["chosen"]["probe"]["input"]["feature_precision"] == "bf16-mixed"
+    # pixel statistics compute in float32 whatever the pass asks (next test), and say so
+    assert rec["chosen"]["probe"]["input"]["feature_precision"] == "32-true"
+
+
+def test_a_learned_backbone_runs_the_asked_precision_and_pixel_statistics_float32(tmp_path):
+    learned = Context(
+        _cfg("backbone=random_vit", "feature_precision=bf16-mixed"), None, "random", None, tmp_path
+    )
+    learned.backbone = build_backbone(learned.cfg["backbone"])
+    assert learned.feature_precision == "bf16-mixed"
+    floor = Context(
+        _cfg("backbone=pixel_stats", "feature_precision=bf16-mixed"), None, "pixel_stats", None, tmp_path
+    )
+    floor.backbone = build_backbone(floor.cfg["backbone"])
+    assert floor.feature_precision == "32-true"
+    # why that is honest: under bf16 autocast pixel statistics are the float32 numbers to the bit
+    video = torch.rand(2, 3, 16, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = floor.backbone(video)
+    assert torch.equal(low, floor.backbone(video))
