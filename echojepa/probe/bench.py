@@ -137,11 +137,11 @@ def head_precision_step_times(rounds: int = 10, **shape: Any) -> dict[str, float
     """Median training step of a probe bank in float32 and under bf16 autocast (steps alternate). The
     default shape is the demo's LVEF probe (DEMO_LVEF_PROBE), what ``probe.precision: auto`` speeds up
     (echojepa/probe/fit.py)."""
-    step, n = _lvef_probe_step(**{**DEMO_LVEF_PROBE, **shape})
+    shape = {**DEMO_LVEF_PROBE, **shape}
+    step, n = _lvef_probe_step(**shape)
     t = _alternating_medians({"fp32": lambda: step(None), "bf16": lambda: step(torch.bfloat16)}, rounds)
-    heads = int({**DEMO_LVEF_PROBE, **shape}["num_heads"])
     return {"fp32_step_s": t["fp32"], "bf16_step_s": t["bf16"], "speedup": t["fp32"] / t["bf16"],
-            "tokens": n, "heads": heads}  # fmt: skip
+            "tokens": n, "heads": int(shape["num_heads"])}  # fmt: skip
 
 
 def attention_form_step_times(rounds: int = 10, **shape: Any) -> dict[str, float]:

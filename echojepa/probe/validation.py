@@ -41,11 +41,7 @@ def _val_summary(
         "n_val": len(val_y),
         # the learning curve behind the figure: each validation pass's metric per head, and the mean
         # train loss per head of that epoch (the final pass is the one the head is chosen on)
-        "history": [
-            {"epoch": h["epoch"], "train_loss": h["train_loss"], "val": h["val"]}
-            for h in result.history
-            if h["val"] is not None
-        ],
+        "history": [h for h in result.history if h["val"] is not None],
     }
 
 
