@@ -11,11 +11,16 @@ too, for the same reason.
 
 A module may run past ``MAX_LINES`` only when its docstring says why, in a sentence holding
 ``LONG_MARKER`` ("long because ...").
+
+A module holds at most one top-level banner comment (``# ----- reading -----``): a file that needs several
+to be read is several modules. Banners indented inside a class group one class's methods and are not
+counted.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,9 @@ PACKAGE = "echojepa"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 MAX_LINES = 500
 LONG_MARKER = "long because"
+# A comment at column 0 carrying a run of five or more dashes, equals signs or hashes: a section divider.
+BANNER = re.compile(r"^#.*[-=#]{5,}")
+MAX_BANNERS = 1
 
 
 @dataclass(frozen=True)
@@ -276,3 +284,33 @@ def test_the_name_check_sees_a_class_defined_in_two_modules():
     tree = ast.parse("class Study:\n    pass\n")
     planted = {n: Module(n, Path(f"{n}.py"), tree) for n in ("echojepa.a", "echojepa.b")}
     assert _public_definitions(planted)["Study"] == ["echojepa.a", "echojepa.b"]
+
+
+def _banners(source: str) -> list[int]:
+    """Line numbers of the top-level banner comments in ``source``."""
+    return [i for i, line in enumerate(source.splitlines(), start=1) if BANNER.match(line)]
+
+
+def test_a_module_has_at_most_one_top_level_banner_comment():
+    sectioned = []
+    for module in MODULES.values():
+        lines = _banners(module.path.read_text(encoding="utf-8"))
+        if len(lines) > MAX_BANNERS:
+            sectioned.append(f"{module.path.relative_to(ROOT.parent)}: banners at lines {lines}")
+    assert not sectioned, (
+        "modules divided into sections by banner comments (split each section into its own module):\n"
+        + "\n".join(sectioned)
+    )
+
+
+def test_the_banner_check_counts_top_level_dividers_and_not_class_sections():
+    src = (
+        "# ----- reading ------------\n"
+        "def read(): ...\n"
+        "class A:\n"
+        "    # ----- hooks -----\n"
+        "    def f(self): ...\n"
+        "# ===================== writing\n"
+        "x = 1  # a - b -- c\n"
+    )
+    assert _banners(src) == [1, 6]

@@ -42,7 +42,7 @@ class DataConfig:
     batch_size: int
     clip: ClipSpec = field(default_factory=ClipSpec)
     synth: WorldRef | None = None  # the synthetic world `root` points into (written on first use)
-    reader: dict = field(default_factory=dict)  # the format reader's options (echojepa/data/datasets.py)
+    reader: dict = field(default_factory=dict)  # the format reader's options (echojepa/data/datasets/)
     splits: list[str] = field(default_factory=lambda: ["train"])
     num_workers: int = 0
     persistent_workers: bool = False

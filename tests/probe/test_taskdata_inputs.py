@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from echojepa.probe import taskdata
 from echojepa.probe.feature_cache import CachedFeatures
-from echojepa.probe.taskdata import ExamViews, MultiViewInputs, SingleViewInputs, SplitData, collate_single
+from echojepa.probe.taskdata import (
+    ExamViews,
+    MultiViewInputs,
+    SingleViewInputs,
+    SplitData,
+    collate_single,
+    splits,
+)
 
 CLIPS = [3, 1, 2, 3, 3]
 
@@ -29,7 +35,7 @@ def test_a_split_read_into_memory_gives_the_items_of_the_memory_map(tmp_path, mo
     dense = SingleViewInputs(_split(tmp_path), target, groups)
     items = [dense[j] for j in range(len(dense))]
     assert dense.data._dense is not None  # read once, on first use
-    monkeypatch.setattr(taskdata, "DENSE_SPLIT_BYTES", 0)  # every split too big: read per item
+    monkeypatch.setattr(splits, "DENSE_SPLIT_BYTES", 0)  # every split too big: read per item
     mapped = SingleViewInputs(_split(tmp_path), target, groups)
     for j, a in enumerate(items):
         b = mapped[j]
@@ -55,7 +61,7 @@ def test_multi_view_inputs_read_into_memory_equal_the_memory_map(tmp_path, monke
     ]
     dense = MultiViewInputs(_split(tmp_path), rows, clips=2)
     items = [dense[j] for j in range(2)]
-    monkeypatch.setattr(taskdata, "DENSE_SPLIT_BYTES", 0)
+    monkeypatch.setattr(splits, "DENSE_SPLIT_BYTES", 0)
     mapped = MultiViewInputs(_split(tmp_path), rows, clips=2)
     assert dense.data._dense is not None
     for j, a in enumerate(items):

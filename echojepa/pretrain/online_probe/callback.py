@@ -1,17 +1,13 @@
-"""Online probes: every N steps, how well the current encoder's features predict view and EF.
+"""The online probe callback: every N steps, how well the current encoder's features predict view and EF.
 
-A pretraining loss that goes flat says nothing about whether the representation is useful; this
-callback answers that during the run. At fit start it decodes a fixed, seeded, labelled subset of the
-TRAIN split of each probe dataset and a subset of its VAL split (never test), reading the pretraining
-data's decoded-video cache when `data.cache` is on (the same frames the encoder trains on) and keeping
-the decoded subsets beside it, so a second run on the same world decodes nothing
-(echojepa.data.labelled_subset.load_clips). Then, at step 0, every
-`every_n_steps` optimizer steps and at the end, it encodes both with the encoder being trained (the
-EMA target for JEPA, the encoder for MAE; `encoder` in config), pools the tokens keeping time and
-motion (per-time-step means, clip mean, each position's std over time: closed_form.time_pooled),
-fits a closed-form ridge probe on train (strength by leave-one-out, echojepa.pretrain.closed_form)
-and scores validation: `online/view_acc`, `online/ef_mae`, with `online/seconds` (this evaluation's
-wall time) and `online/cost_frac` (all time spent here, decoding included, over the run's wall time).
+Given decoded, labelled train and val subsets (OnlineTask; echojepa.pretrain.online_probe.build makes
+them), at step 0, every `every_n_steps` optimizer steps and at the end it encodes both with the encoder
+being trained (the EMA target for JEPA, the encoder for MAE; `encoder` in config), pools the tokens
+keeping time and motion (per-time-step means, clip mean, each position's std over time:
+closed_form.time_pooled), fits a closed-form ridge probe on train (strength by leave-one-out,
+echojepa.pretrain.closed_form) and scores validation: `online/view_acc`, `online/ef_mae`, with
+`online/seconds` (this evaluation's wall time) and `online/cost_frac` (all time spent here, decoding
+included, over the run's wall time).
 
 At the first evaluation it also scores three references on the same subsets, logged as
 `online_ref/<source>_<metric>`: a randomly initialised encoder of the same architecture (the floor a
@@ -27,9 +23,6 @@ The callback never changes training: it runs under no_grad in eval mode (the pre
 of every submodule is restored), and the torch, numpy and Python RNG states are saved and restored
 around it, so a run with and without it trains bit for bit the same. Under DDP/FSDP every rank encodes
 its share of the clips (FSDP needs every rank in each forward) and the features are gathered.
-
-The module is long because the callback's one concern (an evaluation that leaves training untouched)
-spans its config, the RNG and train-flag guards, the sharded encoding and the references.
 """
 
 from __future__ import annotations
@@ -42,7 +35,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,113 +47,11 @@ from torch import Tensor, nn
 from echojepa.data.labelled_subset import LabelledClips
 from echojepa.io.atomic import atomic_write_text
 from echojepa.pretrain.closed_form import fit_and_score, pixel_time_pooled, time_pooled, trivial_score
-from echojepa.pretrain.inputs import PretrainInputError
+from echojepa.pretrain.online_probe.config import ENCODERS
 
 log = logging.getLogger(__name__)
 
-KINDS = ("classification", "regression")
-ENCODERS = ("auto", "target", "context")
 REFERENCES = ("random_init", "pixel_stats", "trivial")
-
-
-class OnlineProbeInputError(PretrainInputError):
-    """The online_probe config or one of its datasets is unusable; the message is one line
-    (`echojepa-train` prints it and exits 2, before training starts)."""
-
-
-# ----------------------------------------------------------------------------- config
-
-
-def _from_dict(cls: type, raw: Mapping[str, Any], where: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise OnlineProbeInputError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    names = [f.name for f in fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise OnlineProbeInputError(f"{where}: unknown key(s) {unknown}; valid: {names}")
-    try:
-        return cls(**raw)
-    except TypeError as e:  # a required key is missing
-        raise OnlineProbeInputError(f"{where}: {e}") from None
-
-
-def _require_int(value: Any, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OnlineProbeInputError(f"{where}: expected an integer, got {value!r}")
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """One probe task: a labelled dataset, its label, and how many clips per split."""
-
-    kind: str
-    format: str
-    root: str
-    label: str
-    train_size: int
-    val_size: int
-    reader: dict = field(default_factory=dict)
-    classes: list[str] | None = None
-
-    def check(self, where: str) -> None:
-        _require_int(self.train_size, f"{where}.train_size")
-        _require_int(self.val_size, f"{where}.val_size")
-        if self.kind not in KINDS:
-            raise OnlineProbeInputError(f"{where}.kind: {self.kind!r} is not one of {list(KINDS)}")
-        if self.kind == "classification" and not self.classes:
-            raise OnlineProbeInputError(f"{where}.classes: a classification task needs its class list")
-        if self.train_size < 2 or self.val_size < 1:
-            raise OnlineProbeInputError(f"{where}: train_size must be >= 2 and val_size >= 1")
-
-
-@dataclass(frozen=True)
-class OnlineProbeConfig:
-    """`online_probe` in conf (conf/online_probe/*.yaml documents every key)."""
-
-    enabled: bool
-    every_n_steps: int
-    tasks: dict
-    encoder: str = "auto"
-    alphas: list[float] = field(default_factory=lambda: [1e-2, 1e-1, 1.0, 10.0])
-    batch_size: int = 16
-    seed: int = 0
-    references: bool = True
-    pixel_cells: int = 8
-    motion_cells: int = 4
-    num_workers: int = 0
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> OnlineProbeConfig:
-        cfg = _from_dict(cls, raw, "online_probe")
-        for name in ("every_n_steps", "batch_size", "seed", "pixel_cells", "motion_cells", "num_workers"):
-            _require_int(getattr(cfg, name), f"online_probe.{name}")
-        if cfg.encoder not in ENCODERS:
-            raise OnlineProbeInputError(
-                f"online_probe.encoder: {cfg.encoder!r} is not one of {list(ENCODERS)}"
-            )
-        if (
-            min(cfg.every_n_steps, cfg.batch_size, cfg.pixel_cells, cfg.motion_cells) < 1
-            or cfg.num_workers < 0
-        ):
-            raise OnlineProbeInputError(
-                "online_probe: every_n_steps, batch_size, pixel_cells and motion_cells must be >= 1, "
-                "num_workers >= 0"
-            )
-        if not cfg.alphas or any(a <= 0 for a in cfg.alphas):
-            raise OnlineProbeInputError("online_probe.alphas: needs at least one strength, all > 0")
-        tasks = {}
-        for name, task in (cfg.tasks or {}).items():
-            if task is None:  # `online_probe.tasks.view=null` drops a task
-                continue
-            parsed = _from_dict(TaskConfig, task, f"online_probe.tasks.{name}")
-            parsed.check(f"online_probe.tasks.{name}")
-            tasks[name] = parsed
-        if cfg.enabled and not tasks:
-            raise OnlineProbeInputError("online_probe: enabled but no task is configured")
-        return cls(**{**{f.name: getattr(cfg, f.name) for f in fields(cls)}, "tasks": tasks})
-
-
-# ----------------------------------------------------------------------------- the callback
 
 
 @dataclass
@@ -441,98 +332,3 @@ def history_csv(history: Sequence[Mapping[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(history)
     return buf.getvalue()
-
-
-# ----------------------------------------------------------------------------- from a plain config
-
-
-def build_online_probe(
-    cfg: Mapping[str, Any], run_dir: str | Path, from_scratch: bool = False
-) -> OnlineProbe | None:
-    """The callback for a pretraining config (None when `online_probe` is absent or disabled).
-    `from_scratch`: the run starts from its own random init (no imported weights), so the random-init
-    reference is its step-0 score.
-
-    Reads every task's index and draws its subsets now, so a missing root, an empty split or an unknown
-    key is refused before training starts (OnlineProbeInputError, one line); the clips themselves are
-    decoded at fit start. Clips are cut like the pretraining data (`data.clip`, `model.img_size`) and
-    normalised with `data.normalization` (ImageNet statistics when absent, as the DataModule does).
-    """
-    raw = cfg.get("online_probe")
-    if not raw or not raw.get("enabled", False):
-        return None
-    pcfg = OnlineProbeConfig.from_dict(raw)
-    objective = cfg["objective"]["name"]
-    if pcfg.encoder == "target" and objective != "jepa":
-        raise OnlineProbeInputError(
-            f"online_probe.encoder: {objective} has no target encoder; use encoder=context (or auto)"
-        )
-    from echojepa.data.clips import ClipSpec
-    from echojepa.data.datamodules import IMAGENET_MEAN, IMAGENET_STD
-    from echojepa.data.datasets import DatasetError
-    from echojepa.data.labelled_subset import label_tensor, load_clips, record_label, select
-    from echojepa.pretrain.data import build_clip_cache
-
-    data = cfg["data"]
-    clip = data["clip"]
-    spec = ClipSpec(
-        frames=clip["frames"], frame_step=clip.get("frame_step"), target_fps=clip.get("target_fps")
-    )
-    size = int(cfg["model"]["img_size"])
-    t0 = time.perf_counter()
-    picked: dict[str, tuple[TaskConfig, dict]] = {}
-    for name, task in pcfg.tasks.items():
-        try:
-            picked[name] = (
-                task,
-                select(
-                    task.format, task.root, task.reader, task.label,
-                    {"train": task.train_size, "val": task.val_size}, pcfg.seed, task.classes,
-                ),
-            )  # fmt: skip
-        except (DatasetError, ValueError) as e:
-            raise OnlineProbeInputError(
-                f"online_probe.tasks.{name}: {e} (set online_probe.tasks.{name}.root, "
-                f"online_probe.tasks.{name}=null or online_probe.enabled=false)"
-            ) from None
-        found = {record_label(r, task.label) for r in picked[name][1]["train"]}
-        if task.kind == "classification" and len(found) < 2:
-            raise OnlineProbeInputError(
-                f"online_probe.tasks.{name}: the train subset of {task.root} holds {len(found)} "
-                "class(es), a classifier needs at least 2"
-            )
-
-    frame_cache = build_clip_cache(data)  # the pretraining data's decoded videos (None when off)
-
-    def load() -> list[OnlineTask]:
-        tasks = []
-        for name, (task, splits) in picked.items():
-            clips = {
-                split: LabelledClips(
-                    video=load_clips(records, spec, size, pcfg.num_workers, frame_cache),
-                    target=label_tensor(records, task.label, task.classes),
-                    paths=[str(r.path) for r in records],
-                )
-                for split, records in splits.items()
-            }
-            n_classes = len(task.classes) if task.classes else None
-            tasks.append(OnlineTask(name, task.kind, clips["train"], clips["val"], n_classes))
-        return tasks
-
-    norm = data.get("normalization") or {}
-    return OnlineProbe(
-        load,
-        every_n_steps=pcfg.every_n_steps,
-        alphas=pcfg.alphas,
-        encoder=pcfg.encoder,
-        batch_size=pcfg.batch_size,
-        mean=norm.get("mean", IMAGENET_MEAN),
-        std=norm.get("std", IMAGENET_STD),
-        references=pcfg.references,
-        pixel_cells=pcfg.pixel_cells,
-        motion_cells=pcfg.motion_cells,
-        seed=pcfg.seed,
-        csv_path=Path(run_dir) / "online_probe.csv",
-        setup_seconds=time.perf_counter() - t0,
-        from_scratch=from_scratch,
-    )

@@ -1,9 +1,9 @@
-"""From a task config to cached frozen features and probe inputs (targets, groups, token tensors).
+"""From a task config to cached frozen features per split, and the targets of a split's records.
 
 A task names its datasets (`internal`, and optionally `external`, `pediatric`); each split of each
 dataset is turned into a VideoClipDataset with the backbone's preprocessing and the task's clip
-sampling, run through the frozen backbone once, and kept in the FeatureCache. Probe inputs are then
-cheap views of those cached arrays.
+sampling, run through the frozen backbone once, and kept in the FeatureCache. Probe inputs
+(taskdata.single_view, taskdata.multi_view) are then cheap views of those cached arrays.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 
 from echojepa.data.clipcache import ClipCache
 from echojepa.data.clips import ClipSpec
@@ -193,130 +192,8 @@ class TaskData:
         return SplitData(feats, records, excluded)
 
 
-# ----- targets and groups -------------------------------------------------------------------------------
 def targets(records: Sequence[Record], task: Mapping[str, Any]) -> np.ndarray:
     if task["label"] == "view":
         classes = list(task["classes"])
         return np.array([classes.index(r.view) for r in records], dtype=np.int64)
     return np.array([float(r.labels[task["label"]]) for r in records], dtype=np.float64)
-
-
-# ----- single-view probe inputs ---------------------------------------------------------------------------
-class SingleViewInputs(Dataset):
-    """Item i -> the tokens of its S clips concatenated ([S*N, D]; padded clips masked) and its target.
-
-    `groups` (test-time "all clips"): a list of (item, clip indices) pairs; each pair is one probe input
-    and predictions are averaged per item afterwards."""
-
-    def __init__(
-        self, data: SplitData, target: np.ndarray, groups: list[tuple[int, list[int]]] | None = None
-    ) -> None:
-        self.data, self.target = data, target
-        self.groups = groups or [(i, list(range(int(data.num_clips[i])))) for i in range(len(target))]
-
-    def __len__(self) -> int:
-        return len(self.groups)
-
-    def __getitem__(self, j: int) -> dict[str, Any]:
-        i, clips = self.groups[j]
-        tokens = self.data.clip_tokens(i, clips)  # [S, N, D]
-        return {"tokens": tokens.flatten(0, 1), "item": i, "target": self.target[i]}
-
-
-def all_clip_groups(num_clips: np.ndarray, segments: int) -> list[tuple[int, list[int]]]:
-    """Every run of `segments` consecutive windows of every item (one window when segments == 1)."""
-    groups = []
-    for i, w in enumerate(num_clips.tolist()):
-        w = int(w)
-        if w <= segments:
-            groups.append((i, [min(k, w - 1) for k in range(segments)]))
-        else:
-            groups.extend((i, list(range(s, s + segments))) for s in range(w - segments + 1))
-    return groups
-
-
-def collate_single(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    lengths = [b["tokens"].shape[0] for b in batch]
-    n = max(lengths)
-    if min(lengths) == n:  # no padding (every item the same number of clips): one stack
-        tokens, mask = torch.stack([b["tokens"] for b in batch]), None
-    else:
-        tokens = torch.zeros(len(batch), n, batch[0]["tokens"].shape[1])
-        mask = torch.ones(len(batch), n, dtype=torch.bool)  # True = padding
-        for k, b in enumerate(batch):
-            tokens[k, : b["tokens"].shape[0]] = b["tokens"]
-            mask[k, : b["tokens"].shape[0]] = False
-    return {
-        "tokens": tokens,
-        "mask": mask,
-        "target": torch.as_tensor(np.array([b["target"] for b in batch])),
-        "item": torch.tensor([b["item"] for b in batch]),
-    }
-
-
-# ----- multi-view probe inputs ----------------------------------------------------------------------------
-@dataclass
-class ExamViews:
-    study: str
-    patient: str
-    target: float
-    slots: list[
-        tuple[int, int] | None
-    ]  # per view: (item index in the split's cache, number of clips) or None
-
-
-def studies(data: SplitData, views: Sequence[str], label: str) -> list[ExamViews]:
-    """Group a split's records into studies with one slot per listed view (first file of that view)."""
-    by_study: dict[str, ExamViews] = {}
-    for i, r in enumerate(data.records):
-        s = by_study.get(r.study)
-        if s is None:
-            s = by_study[r.study] = ExamViews(r.study, r.patient, float(r.labels[label]), [None] * len(views))
-        v = views.index(r.view)
-        if s.slots[v] is None:
-            s.slots[v] = (i, int(data.num_clips[i]))
-    return [s for _, s in sorted(by_study.items())]
-
-
-class MultiViewInputs(Dataset):
-    """ExamViews -> tokens [V*C, N, D] (C contiguous clips per view from frame 0) and slot presence [V*C]."""
-
-    def __init__(self, data: SplitData, rows: list[ExamViews], clips: int) -> None:
-        self.data, self.rows, self.clips = data, rows, clips
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, j: int) -> dict[str, Any]:
-        s = self.rows[j]
-        n, d = self.data.tokens.shape[2:]
-        tokens = torch.zeros(len(s.slots) * self.clips, n, d)
-        presence = torch.zeros(len(s.slots) * self.clips, dtype=torch.bool)
-        for v, slot in enumerate(s.slots):
-            if slot is None:
-                continue
-            item, have = slot
-            for c in range(min(self.clips, have)):
-                tokens[v * self.clips + c] = self.data.clip_tokens(item, c)
-                presence[v * self.clips + c] = True
-        return {"tokens": tokens, "presence": presence, "target": s.target, "item": j}
-
-
-def collate_multi(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "tokens": torch.stack([b["tokens"] for b in batch]),
-        "presence": torch.stack([b["presence"] for b in batch]),
-        "target": torch.tensor([b["target"] for b in batch]),
-        "item": torch.tensor([b["item"] for b in batch]),
-    }
-
-
-def loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, multiview: bool = False) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=g if shuffle else None,
-        collate_fn=collate_multi if multiview else collate_single,
-    )

@@ -1,10 +1,9 @@
-"""Every config key has one reader: each config group is parsed at its boundary by a reader that refuses
-keys it does not know, and this module holds the one refusal and the register of readers.
+"""Config schemas and the one refusal: reading a config mapping against the schema of its group.
 
 ``refuse_unknown`` is the shared refusal (one line naming the key, the group and the accepted keys);
-``parse`` builds a dataclass from a mapping with it, nested dataclass fields included. ``register`` /
-``reads`` record which schema reads which config group; ``unknown_keys`` walks a composed config against
-a schema, which is what tests/test_config_keys.py does for every YAML file under conf/.
+``parse`` builds a dataclass from a mapping with it, nested dataclass fields included; ``unknown_keys``
+walks a composed config against a schema, which is what tests/test_config_keys.py does for every YAML
+file under conf/.
 
 A schema is one of:
 
@@ -28,22 +27,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "FREE",
-    "ConfigKeyError",
-    "DictOf",
-    "Dispatch",
-    "Kwargs",
-    "ListOf",
-    "keys",
-    "parse",
-    "reads",
-    "readers",
-    "refuse_unknown",
-    "register",
-    "unknown_keys",
-]
-
 
 class ConfigKeyError(ValueError):
     """A config mapping holds a key its reader does not read (or lacks one it needs)."""
@@ -62,7 +45,6 @@ def refuse_unknown(
         raise error(f"{group}: unknown keys {unknown}; accepted: {accepted}")
 
 
-# ----- schemas ------------------------------------------------------------------------------------------
 FREE = object()
 """Schema of a value passed on whole (any keys below it)."""
 
@@ -230,47 +212,3 @@ def parse(cls: type, raw: Mapping[str, Any], group: str, error: type[Exception] 
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise error(f"{group}: {exc}") from None
-
-
-# ----- the register -------------------------------------------------------------------------------------
-_READERS: dict[str, tuple[Any, str]] = {}
-
-# Modules whose import registers a group's reader (readers() imports them all).
-READER_MODULES = (
-    "echojepa.paths",
-    "echojepa.masks",
-    "echojepa.pretrain.build",
-    "echojepa.pretrain.data",
-    "echojepa.pretrain.online_probe",
-    "echojepa.pretrain.run",
-    "echojepa.probe.config",
-    "echojepa.data.degrade",
-    "echojepa.synth.config",
-    "echojepa.study_config",
-)
-
-
-def register(group: str, schema: Any, reader: str) -> None:
-    """Record that ``reader`` (where the group is parsed) reads config group ``group`` with ``schema``."""
-    if group in _READERS and _READERS[group][0] is not schema:
-        raise ValueError(f"config group {group!r} already has a reader: {_READERS[group][1]}")
-    _READERS[group] = (schema, reader)
-
-
-def reads(group: str) -> Callable[[type], type]:
-    """Class decorator: this dataclass is the boundary reader of config group ``group``."""
-
-    def deco(cls: type) -> type:
-        register(group, cls, f"{cls.__module__}.{cls.__qualname__}")
-        return cls
-
-    return deco
-
-
-def readers() -> dict[str, tuple[Any, str]]:
-    """group -> (schema, reader) for every registered group (importing the modules that register them)."""
-    import importlib
-
-    for module in READER_MODULES:
-        importlib.import_module(module)
-    return dict(_READERS)
