@@ -3,7 +3,8 @@
 - ``point``: point estimates (torchmetrics; AUROC by the exact rank formula): ``regression_metrics``,
   ``auroc_binary``, ``classification_metrics``, ``bland_altman``.
 - ``weighted``: the same metrics weighted by item multiplicities, one row of weights per bootstrap
-  resample (``weighted_*``, and the ``REGRESSION_METRICS`` / ``CLASSIFICATION_METRICS`` tables of them).
+  resample (``weighted_*``, Pearson r and the Bland-Altman bias among them, and the
+  ``REGRESSION_METRICS`` / ``CLASSIFICATION_METRICS`` tables of them).
 - ``bootstrap``: the resample multiplicities (``bootstrap_weights``, optionally by patient) and percentile
   CIs (``bootstrap_ci``, ``with_ci``).
 - ``paired``: paired comparisons of evaluations on the same items with the same resamples
@@ -24,7 +25,9 @@ from echojepa.metrics.weighted import (
     weighted_accuracy,
     weighted_auroc,
     weighted_balanced_accuracy,
+    weighted_bias,
     weighted_mae,
+    weighted_pearson_r,
     weighted_r2,
     weighted_rmse,
 )
@@ -47,7 +50,9 @@ __all__ = [
     "weighted_accuracy",
     "weighted_auroc",
     "weighted_balanced_accuracy",
+    "weighted_bias",
     "weighted_mae",
+    "weighted_pearson_r",
     "weighted_r2",
     "weighted_rmse",
     "with_ci",

@@ -44,6 +44,27 @@ def weighted_r2(pred: ArrayLike, target: ArrayLike, weights: np.ndarray | None =
         return np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
 
 
+def weighted_bias(pred: ArrayLike, target: ArrayLike, weights: np.ndarray | None = None) -> np.ndarray:
+    """Mean signed error, mean(pred - target): the Bland-Altman bias."""
+    err = as_array(pred) - as_array(target)
+    w = _rows(weights, len(err))
+    return w @ err / w.sum(axis=1)
+
+
+def weighted_pearson_r(pred: ArrayLike, target: ArrayLike, weights: np.ndarray | None = None) -> np.ndarray:
+    """Pearson correlation of pred with target; NaN where a resample leaves either constant. Unlike the
+    MAE and the R2, a constant offset of the predictions leaves it unchanged."""
+    p, t = as_array(pred), as_array(target)
+    w = _rows(weights, len(t))
+    tw = w.sum(axis=1)
+    dp = p[None, :] - (w @ p / tw)[:, None]  # [R, n]
+    dt = t[None, :] - (w @ t / tw)[:, None]
+    cov = (w * dp * dt).sum(axis=1)  # [R]
+    den = np.sqrt((w * dp**2).sum(axis=1) * (w * dt**2).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, cov / den, np.nan)
+
+
 def weighted_accuracy(probs: ArrayLike, target: ArrayLike, weights: np.ndarray | None = None) -> np.ndarray:
     correct = (as_array(probs).argmax(axis=1) == as_array(target, np.int64)).astype(np.float64)
     w = _rows(weights, len(correct))
@@ -89,6 +110,7 @@ REGRESSION_METRICS: dict[str, WeightedMetric] = {
     "mae": weighted_mae,
     "rmse": weighted_rmse,
     "r2": weighted_r2,
+    "pearson_r": weighted_pearson_r,
 }
 CLASSIFICATION_METRICS: dict[str, WeightedMetric] = {
     "accuracy": weighted_accuracy,

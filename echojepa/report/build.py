@@ -20,6 +20,7 @@ from rich.console import Console
 
 from echojepa.io.atomic import atomic_write_bytes, atomic_write_text
 from echojepa.report import plots
+from echojepa.report.agreement import lvef_agreement_table
 from echojepa.report.claims import Claim, claims_html, claims_markdown, seed_claims
 from echojepa.report.paired import Pairing
 from echojepa.report.records import ResultSet, load_records, order_backbones, resolve_csv
@@ -274,6 +275,7 @@ def build_report(
     exist; "skip" leaves that figure out and lists it in the summary.
     Returns {"markdown", "html", "figures": [paths], "complete": bool, "tables": {key: {"title",
     "rows", "missing", "complete"}}, "n_records", "superseded", "skipped_figures": [reasons],
+    "lvef_agreement": the agreement table's plain rows (`echojepa.report.agreement`),
     "claims": [each seed claim's paired test, see `echojepa.report.claims`]}.
     """
     if missing_predictions not in ("error", "skip"):
@@ -305,14 +307,20 @@ def build_report(
     if extra_figures:
         _copy_extra(extra_figures, figs)
 
+    left_empty: list[str] = []
+    agreement = lvef_agreement_table(rs, pairing, left_empty)
     summary = _summary_lines(tables, len(rs.records), rs.superseded, skipped)
+    # The same missing CSV usually empties a figure too: say it once.
+    summary += [f"Agreement cells left empty: {reason}" for reason in left_empty if reason not in skipped]
     if pretrain_gflops:
         totals = ", ".join(f"{name} {gflops:,.1f} GFLOP" for name, gflops in pretrain_gflops.items())
         summary.append(f"Pretraining compute (analytic FLOPs summed over every step's masks): {totals}.")
     md_path, html_path = out / "report.md", out / "report.html"
+    # After the six tables: the LVEF error split into offset and ranking, then what each backbone was given.
+    shown = [*tables, agreement] if any(c.finite for row in agreement.rows for c in row.cells) else tables
     setup = setup_table(rs)
-    atomic_write_text(md_path, _markdown(title, summary, tables, setup, figs, out, claims))
-    atomic_write_text(html_path, _html(title, summary, tables, setup, figs, claims))
+    atomic_write_text(md_path, _markdown(title, summary, shown, setup, figs, out, claims))
+    atomic_write_text(html_path, _html(title, summary, shown, setup, figs, claims))
     return {
         "markdown": md_path,
         "html": html_path,
@@ -326,6 +334,7 @@ def build_report(
         "superseded": rs.superseded,
         "skipped_figures": skipped,
         "claims": [c.as_dict() for c in claims],
+        "lvef_agreement": agreement.as_rows(),
     }
 
 

@@ -37,10 +37,14 @@ METRIC_BETTER = {
     "mae": "lower",
     "rmse": "lower",
     "r2": "higher",
+    "pearson_r": "higher",
     "accuracy": "higher",
     "balanced_accuracy": "higher",
 }
 ID_COLUMNS = ("id", "record_id")  # the runner writes `id`; older stores and fixtures `record_id`
+# A metric the records do not store (Pearson r: the runner records MAE, RMSE, R2 and the AUROC) is
+# compared all the same; the CSV is then checked against this stored metric of the same kind instead.
+IDENTITY_METRIC = {"regression": "mae", "classification": "accuracy"}
 DEFAULT_RESAMPLES = 1000  # used only when no record states its own n_resamples
 # A CSV reproduces its record's metric when they agree to this tolerance: the runner writes predictions
 # with 9 significant digits (6 before 2026-12-02), which moves an MAE or an R2 by far less than 1e-4
@@ -268,9 +272,16 @@ def _check_same_items(preds: list[Predictions]) -> None:
             raise PairingError(f"the targets of the same items differ between {first.path} and {p.path}")
 
 
-def _check_reproduces(record: dict, p: Predictions, metric: str, fn: Callable[..., np.ndarray]) -> None:
+def _check_reproduces(
+    record: dict, p: Predictions, metric: str, fns: Mapping[str, Callable[..., np.ndarray]]
+) -> None:
     """The CSV must give the record's own metric value (up to the CSV's rounding), so the
-    paired CI is about the numbers the tables show and not about some other run's predictions."""
+    paired CI is about the numbers the tables show and not about some other run's predictions. A
+    metric the record does not store is checked through IDENTITY_METRIC: the CSV is still this
+    record's predictions."""
+    if metric not in record["metrics"]:
+        metric = IDENTITY_METRIC[p.kind]
+    fn = fns[metric]
     stored = metric_value(record, metric)
     if stored is None:
         raise PairingError(f"{p.path}: its record has no finite {metric!r}")
@@ -325,7 +336,7 @@ def compare(
     fn = fns[metric]
     for name, recs in seeded.items():
         for s, p in zip(seeds, preds[name]):
-            _check_reproduces(recs[s], p, metric, fn)
+            _check_reproduces(recs[s], p, metric, fns)
     ids, set_aside = _common_items(flat, common_only)
     preds = {name: [p.reorder(ids) for p in ps] for name, ps in preds.items()}
     _check_same_items([p for ps in preds.values() for p in ps])

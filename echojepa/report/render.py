@@ -19,6 +19,7 @@ from echojepa.report.tables import (
     FMT_PCT,
     FMT_PCT_PLAIN,
     FMT_PTS,
+    FMT_SIGNED,
     FMT_SIGNED_PCT,
     Cell,
     Column,
@@ -33,6 +34,8 @@ def format_value(value: float, fmt: str) -> str:
         return format_gain(value, fmt)
     if fmt == FMT_MAE:
         return f"{value:.2f}"
+    if fmt == FMT_SIGNED:
+        return f"{value:+.2f}"
     if fmt == FMT_PCT:
         return f"{100 * value:.1f}%"
     if fmt == FMT_PCT_PLAIN:
@@ -67,7 +70,7 @@ def format_ci(lo: float, hi: float, fmt: str) -> str:
 
 def _spread(value: float, fmt: str) -> str:
     # An sd is a width, not a value: no sign and no unit suffix.
-    return f"{value:.2f}" if fmt == FMT_MAE else f"{100 * value:.1f}"
+    return f"{value:.2f}" if fmt in (FMT_MAE, FMT_SIGNED) else f"{100 * value:.1f}"
 
 
 def format_cell(cell: Cell, column: Column, ci: bool = True) -> str:

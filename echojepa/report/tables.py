@@ -65,6 +65,7 @@ __all__ = [
 
 # Cell formats (rendering lives in render.py; the names say what the stored number means).
 FMT_MAE = "mae"  # a value in its own units (EF points, mmHg)
+FMT_SIGNED = "signed"  # the same, signed: an offset such as a Bland-Altman bias (-14.43, +0.44)
 FMT_PCT = "pct"  # a fraction shown as a percentage with a sign: 0.855 -> 85.5%
 FMT_PCT_PLAIN = "pct_plain"  # a fraction shown as a bare percentage number: 0.576 -> 57.6
 FMT_SIGNED_PCT = "signed_pct"  # a relative change: -0.267 -> -26.7%

@@ -48,7 +48,7 @@ def test_grouped_bootstrap_resamples_whole_patients():
 def test_with_ci_gives_the_results_record_layout():
     pred, target = ef_predictions(120)
     out = with_ci(REGRESSION_METRICS, pred, target, n_resamples=200, seed=0)
-    assert set(out) == {"mae", "rmse", "r2"}
+    assert set(out) == {"mae", "rmse", "r2", "pearson_r"}
     for name, entry in out.items():
         assert set(entry) == {"value", "ci", "n_resamples", "n_valid"}
         assert entry["ci"][0] <= entry["value"] <= entry["ci"][1], name
