@@ -371,6 +371,21 @@ class Study:
         self.console.print(f"report: {result.get('markdown', out / 'report.md')}")
         return result
 
+    def rebuild_report(self) -> dict[str, Any]:
+        """Draw a finished study's report again from its records, with this checkout's report code:
+        nothing is trained or evaluated. The study summary, returned, keeps the run's commit and wall
+        time and gains `report_commit` (published in the provenance). Raises FileNotFoundError for a
+        study that has not finished."""
+        summary_path = self.runs / "study-summary.json"
+        if not summary_path.exists():
+            raise FileNotFoundError(f"{summary_path}: no finished study here to report on (run it first)")
+        name = self.cfg["predict_bundle_backbone"]
+        result = self.report(self.runs / "model" / f"{name}.bundle.pt")
+        report = {k: str(v) for k, v in result.items() if k in ("markdown", "html")}
+        summary = json.loads(summary_path.read_text()) | {"report": report, "report_commit": git_commit()}
+        atomic_write_text(summary_path, json.dumps(summary, indent=2))
+        return summary
+
     def publish(self, dest: Path, command: str) -> Path:
         """Copy what a study found (not its caches) to `dest` for committing: the report (markdown and
         figures), the study summary with stage timings, each pretraining run's summary and online-probe
@@ -415,6 +430,7 @@ class Study:
             "commit": summary.get("commit") or git_commit(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "wall_s": summary.get("seconds"),
+            **({"report_commit": summary["report_commit"]} if summary.get("report_commit") else {}),
             "stages_s": summary.get("stages"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         }

@@ -1,6 +1,9 @@
 """The whole study at the `tiny` size: every stage, all six tables, the report, predict on real formats."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +109,37 @@ def test_provenance_names_the_commit_the_run_started_at_not_a_later_checkout(stu
     monkeypatch.setattr(echojepa.pipeline, "git_commit", lambda: "moved0")  # commits made during the run
     dest = s.publish(tmp_path / "published", command="scripts/demo.py --study tiny")
     assert json.loads((dest / "provenance.json").read_text())["commit"] == (started or "moved0")
+
+
+def test_report_only_redraws_from_the_records_and_names_the_report_commit(study, tmp_path, monkeypatch):
+    import echojepa.pipeline
+
+    s, _ = study
+    before = json.loads((s.runs / "study-summary.json").read_text())
+    records = sorted(p.name for p in s.store.rglob("*.json"))
+    (s.runs / "report" / "report.md").unlink()
+    monkeypatch.setattr(echojepa.pipeline, "git_commit", lambda: "redraw0")
+    summary = s.rebuild_report()
+    assert (s.runs / "report" / "report.md").exists()
+    assert sorted(p.name for p in s.store.rglob("*.json")) == records  # nothing evaluated again
+    assert {k: summary[k] for k in ("commit", "seconds", "stages")} == {
+        k: before[k] for k in ("commit", "seconds", "stages")
+    }
+    assert summary["report_commit"] == "redraw0"
+    provenance = json.loads((s.publish(tmp_path / "pub", command="x") / "provenance.json").read_text())
+    assert provenance["report_commit"] == "redraw0" and provenance["wall_s"] == before["seconds"]
+
+
+def test_report_only_on_a_study_that_has_not_finished_is_refused_in_one_line(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--study", "tiny", "--root", str(tmp_path), "--report-only"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "study-summary.json" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_publish_again_drops_figures_the_new_report_no_longer_draws(study, tmp_path):
