@@ -425,8 +425,16 @@ class Study:
                 src = run_dir / name
                 if src.exists():
                     copy(src, f"pretrain-{run_name}-{name}")
+        # A report redrawn later (--report-only) keeps the run's own command from the earlier publish
+        # of the same run; the redraw's command is recorded beside it.
+        earlier_path = dest / "provenance.json"
+        earlier = json.loads(earlier_path.read_text()) if earlier_path.exists() else {}
+        redrawn = bool(summary.get("report_commit"))
+        same_run = earlier.get("commit") == (summary.get("commit") or git_commit())
+        run_command = earlier.get("command") if redrawn and same_run else None
         provenance = {
-            "command": command,
+            "command": run_command or command,
+            **({"report_command": command} if redrawn else {}),
             "commit": summary.get("commit") or git_commit(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "wall_s": summary.get("seconds"),

@@ -118,6 +118,7 @@ def test_report_only_redraws_from_the_records_and_names_the_report_commit(study,
     before = json.loads((s.runs / "study-summary.json").read_text())
     records = sorted(p.name for p in s.store.rglob("*.json"))
     (s.runs / "report" / "report.md").unlink()
+    s.publish(tmp_path / "pub", command="the run")  # published once before the redraw
     monkeypatch.setattr(echojepa.pipeline, "git_commit", lambda: "redraw0")
     summary = s.rebuild_report()
     assert (s.runs / "report" / "report.md").exists()
@@ -128,6 +129,7 @@ def test_report_only_redraws_from_the_records_and_names_the_report_commit(study,
     assert summary["report_commit"] == "redraw0"
     provenance = json.loads((s.publish(tmp_path / "pub", command="x") / "provenance.json").read_text())
     assert provenance["report_commit"] == "redraw0" and provenance["wall_s"] == before["seconds"]
+    assert provenance["command"] == "the run" and provenance["report_command"] == "x"
 
 
 def test_report_only_on_a_study_that_has_not_finished_is_refused_in_one_line(tmp_path):
